@@ -1,0 +1,3 @@
+from qqtui.cli import main
+
+main()

@@ -1,0 +1,37 @@
+"""Where qqtui keeps its state: the home directory and the database URL. No I/O at import."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+HOME_ENV = "QQ_HOME"
+DB_ENV = "QQTUI_DB"
+DEFAULT_HOME = "~/.qq"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    home: Path
+    db_url: str
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.db_url.startswith("sqlite")
+
+
+def resolve_home(home: str | os.PathLike[str] | None = None) -> Path:
+    """The home from the argument, else `QQ_HOME`, else `~/.qq`, made absolute."""
+    raw = os.fspath(home) if home else os.environ.get(HOME_ENV) or DEFAULT_HOME
+    return Path(raw).expanduser().absolute()
+
+
+def default_db_url(home: Path) -> str:
+    return f"sqlite:///{home / 'qqtui.db'}"
+
+
+def resolve_settings(home: str | os.PathLike[str] | None = None, db: str | None = None) -> Settings:
+    """Settings from explicit values, then the environment, then defaults."""
+    home_path = resolve_home(home)
+    return Settings(home=home_path, db_url=db or os.environ.get(DB_ENV) or default_db_url(home_path))

@@ -1,0 +1,195 @@
+"""Run states, their allowed transitions, and the frozen records core hands out.
+
+Stdlib only: the CLI's read paths and the agent kit import this without paying
+for SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+
+class Status(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMED_OUT = "timed_out"
+    LOST = "lost"
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_STATUSES
+
+
+FINAL_STATUSES = frozenset(
+    {Status.SUCCEEDED, Status.FAILED, Status.CANCELLED, Status.TIMED_OUT, Status.LOST}
+)
+
+# The one place the state machine is written down. `running -> queued` is a retry
+# of a failed attempt (attempt + 1); `final -> queued` is a user's `retry`.
+TRANSITIONS: dict[Status, frozenset[Status]] = {
+    Status.QUEUED: frozenset({Status.RUNNING, Status.CANCELLED}),
+    Status.RUNNING: frozenset(
+        {
+            Status.SUCCEEDED,
+            Status.FAILED,
+            Status.CANCELLED,
+            Status.TIMED_OUT,
+            Status.LOST,
+            Status.QUEUED,
+        }
+    ),
+    Status.SUCCEEDED: frozenset({Status.QUEUED}),
+    Status.FAILED: frozenset({Status.QUEUED}),
+    Status.CANCELLED: frozenset({Status.QUEUED}),
+    Status.TIMED_OUT: frozenset({Status.QUEUED}),
+    Status.LOST: frozenset({Status.QUEUED}),
+}
+
+
+def transition_allowed(old: Status | None, new: Status) -> bool:
+    """Whether `old -> new` is a legal move (`None` is a run being created)."""
+    if old is None:
+        return new is Status.QUEUED
+    return new in TRANSITIONS[old]
+
+
+class QqError(Exception):
+    """An error a user can cause; its message is one clear line."""
+
+
+class NotFoundError(QqError):
+    pass
+
+
+class IllegalTransitionError(QqError):
+    pass
+
+
+class UpdateConflictError(QqError):
+    """A conditional update lost its race more times than we retry."""
+
+
+class StaleClaimError(QqError):
+    """The caller no longer owns the run (its claim token was superseded)."""
+
+
+def _decode_json(value: Any, default: Any) -> Any:
+    if value is None:
+        return default
+    if isinstance(value, str):
+        return json.loads(value)
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """One run as it stands in the job table."""
+
+    id: int
+    name: str
+    agent: str
+    argv: tuple[str, ...]
+    cwd: str
+    env: dict[str, str]
+    session_id: str
+    status: Status
+    attempt: int
+    max_retries: int
+    not_before: float | None
+    timeout_s: float | None
+    hung_after_s: float
+    hung: bool
+    pid: int | None
+    pid_create_time: float | None
+    pgid: int | None
+    host: str | None
+    worker_id: str | None
+    claim_token: str | None
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    heartbeat_at: float | None
+    activity_at: float | None
+    exit_code: int | None
+    signal: int | None
+    reason: str | None
+    cancel_requested: bool
+    kill_requested: bool
+    cancel_grace_s: float | None
+    stop_cause: str | None
+    output_bytes: int
+    version: int
+
+    @classmethod
+    def from_row(cls, row: Any) -> RunRecord:
+        """Build from a mapping of column values (SQLAlchemy row, sqlite3.Row or dict)."""
+        data = {f.name: row[f.name] for f in dataclasses.fields(cls)}
+        data["argv"] = tuple(_decode_json(data["argv"], []))
+        data["env"] = dict(_decode_json(data["env"], {}))
+        data["status"] = Status(data["status"])
+        for flag in ("hung", "cancel_requested", "kill_requested"):
+            data[flag] = bool(data[flag])
+        return cls(**data)
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in (Status.QUEUED, Status.RUNNING)
+
+    def runtime_s(self, now: float | None = None) -> float | None:
+        if self.started_at is None:
+            return None
+        end = self.finished_at if self.finished_at is not None else (now or time.time())
+        return max(0.0, end - self.started_at)
+
+    def to_json(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["argv"] = list(self.argv)
+        data["status"] = str(self.status)
+        data.pop("claim_token")
+        return data
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """One row of the append-only timeline."""
+
+    id: int
+    run_id: int
+    at: float
+    kind: str
+    from_status: str | None
+    to_status: str | None
+    reason: str | None
+    actor: str | None
+    host: str | None
+
+    @classmethod
+    def from_row(cls, row: Any) -> EventRecord:
+        return cls(**{f.name: row[f.name] for f in dataclasses.fields(cls)})
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerRecord:
+    id: str
+    host: str
+    pid: int
+    pid_create_time: float
+    boot_id: str
+    started_at: float
+    heartbeat_at: float
+    stopped_at: float | None
+
+    @classmethod
+    def from_row(cls, row: Any) -> WorkerRecord:
+        return cls(**{f.name: row[f.name] for f in dataclasses.fields(cls)})
