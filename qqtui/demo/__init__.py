@@ -1,0 +1,1 @@
+"""Sample agents and the set `qqtui demo` queues; see `catalog.demo_runs()`."""
