@@ -34,4 +34,6 @@ def default_db_url(home: Path) -> str:
 def resolve_settings(home: str | os.PathLike[str] | None = None, db: str | None = None) -> Settings:
     """Settings from explicit values, then the environment, then defaults."""
     home_path = resolve_home(home)
-    return Settings(home=home_path, db_url=db or os.environ.get(DB_ENV) or default_db_url(home_path))
+    return Settings(
+        home=home_path, db_url=db or os.environ.get(DB_ENV) or default_db_url(home_path)
+    )

@@ -1,1 +1,1 @@
-"""The headless domain: store, sessions, process control, supervisor. Never imports Textual or Rich."""
+"""The headless domain: store, sessions, processes, supervisor. Never imports Textual or Rich."""

@@ -110,6 +110,8 @@ class RunRecord:
     pid: int | None
     pid_create_time: float | None
     pgid: int | None
+    shim_pid: int | None
+    shim_create_time: float | None
     host: str | None
     worker_id: str | None
     claim_token: str | None

@@ -1,0 +1,584 @@
+"""The `qqtui` command line: parse, call core, print (text or --json).
+
+Heavy modules (SQLAlchemy, psutil, Textual) are imported inside the commands
+that need them, so `qqtui ls` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import click
+
+from qqtui import __version__
+from qqtui.config import Settings, resolve_settings
+from qqtui.core.records import FINAL_STATUSES, QqError, RunRecord, Status
+
+if TYPE_CHECKING:
+    from qqtui.core.store import Store
+
+STATUS_ICONS = {
+    Status.QUEUED: "·",
+    Status.RUNNING: "▶",
+    Status.SUCCEEDED: "✔",
+    Status.FAILED: "✘",
+    Status.CANCELLED: "■",
+    Status.TIMED_OUT: "⧗",
+    Status.LOST: "?",
+}
+
+
+@dataclass
+class Context:
+    settings: Settings
+    _store: Store | None = None
+
+    def store(self, actor: str = "cli") -> Store:
+        """Open the store (creating the home 0700 and the database 0600 if needed)."""
+        if self._store is None:
+            from qqtui.core.sessions import ensure_home
+            from qqtui.core.store import Store
+
+            ensure_home(self.settings.home)
+            self._store = Store.open(self.settings.db_url, actor=actor)
+        return self._store
+
+    def snapshot(self) -> Any:
+        from qqtui.core.snapshot import Snapshot
+
+        return Snapshot(self.settings.db_url)
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+def fail(message: str) -> NoReturn:
+    raise QqError(message)
+
+
+def parse_run_id(value: str) -> int:
+    try:
+        run_id = int(value)
+    except ValueError:
+        fail(f"invalid run id {value!r}: expected a number")
+    if run_id <= 0:
+        fail(f"invalid run id {value!r}: expected a positive number")
+    return run_id
+
+
+def human_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.0f}s" if seconds >= 10 else f"{seconds:.1f}s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+    if seconds < 86400:
+        return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"
+    return f"{int(seconds // 86400)}d{int(seconds % 86400 // 3600):02d}h"
+
+
+def outcome(run: RunRecord) -> str:
+    if run.status is Status.QUEUED and run.reason:
+        return run.reason
+    if run.status in FINAL_STATUSES or run.reason:
+        return run.reason or ""
+    if run.cancel_requested or run.kill_requested:
+        return "kill requested" if run.kill_requested else "cancel requested"
+    return ""
+
+
+def run_json(run: RunRecord) -> dict[str, Any]:
+    return run.to_json()
+
+
+def print_json(obj: Any) -> None:
+    click.echo(json.dumps(obj, indent=2, ensure_ascii=False))
+
+
+# --- the group ---------------------------------------------------------------------------
+
+
+@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--home", metavar="DIR", help="State directory (env QQ_HOME, default ~/.qq).")
+@click.option("--db", metavar="URL", help="Database URL (env QQTUI_DB, default SQLite in home).")
+@click.version_option(__version__, "--version", prog_name="qqtui")
+@click.pass_context
+def cli(ctx: click.Context, home: str | None, db: str | None) -> None:
+    """Mission control for parallel runs. Without a command, opens the app."""
+    ctx.obj = Context(resolve_settings(home, db))
+    if ctx.invoked_subcommand is None:
+        from qqtui.tui.launch import run_app
+
+        sys.exit(run_app(ctx.obj.settings))
+
+
+@cli.command(context_settings={"ignore_unknown_options": False, "allow_interspersed_args": False})
+@click.option("--name", default="", help="A short name shown in the table.")
+@click.option("--agent", default="default", show_default=True, help="Agent the session belongs to.")
+@click.option("--cwd", metavar="DIR", help="Working directory (default: the current one).")
+@click.option("--timeout", type=float, metavar="S", help="Stop the run after S seconds.")
+@click.option(
+    "--hung-after",
+    type=float,
+    default=300.0,
+    show_default=True,
+    metavar="S",
+    help="Flag the run hung after S seconds without output or heartbeat.",
+)
+@click.option(
+    "--retries",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Retry a failed run this many times, with exponential backoff.",
+)
+@click.option("--session", "session_id", metavar="ID", help="Run in this existing session.")
+@click.option(
+    "--env", "env_pairs", multiple=True, metavar="K=V", help="Extra environment (repeat)."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the run as JSON.")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@pass_ctx
+def add(
+    ctx: Context,
+    name: str,
+    agent: str,
+    cwd: str | None,
+    timeout: float | None,
+    hung_after: float,
+    retries: int,
+    session_id: str | None,
+    env_pairs: Sequence[str],
+    as_json: bool,
+    command: Sequence[str],
+) -> None:
+    """Queue a command: qqtui add [OPTIONS] -- CMD [ARG...]"""
+    from qqtui.core.launch import parse_env_pairs, submit_run
+
+    if not command:
+        fail("empty command: give the command after --, e.g. qqtui add -- sleep 10")
+    env = parse_env_pairs(env_pairs)
+    run = submit_run(
+        ctx.store(),
+        ctx.settings.home,
+        list(command),
+        name=name,
+        agent=agent,
+        cwd=cwd,
+        timeout_s=timeout,
+        hung_after_s=hung_after,
+        retries=retries,
+        session_id=session_id,
+        env=env,
+    )
+    if as_json:
+        print_json(run_json(run))
+    else:
+        click.echo(run.id)
+
+
+def _parse_statuses(value: str | None) -> list[Status] | None:
+    if not value:
+        return None
+    out = []
+    for part in value.split(","):
+        try:
+            out.append(Status(part.strip()))
+        except ValueError:
+            fail(f"unknown status {part!r}: use one of {', '.join(s.value for s in Status)}")
+    return out
+
+
+@cli.command("ls")
+@click.option("--status", metavar="S[,S]", help="Only runs in these states.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@pass_ctx
+def ls_cmd(ctx: Context, status: str | None, as_json: bool) -> None:
+    """List runs."""
+    runs = ctx.snapshot().runs(_parse_statuses(status))
+    if as_json:
+        sys.stdout.write(json.dumps([run_json(r) for r in runs], ensure_ascii=False) + "\n")
+        return
+    if not runs:
+        click.echo("no runs", err=True)
+        return
+    now = time.time()
+    lines = [
+        f"{'ID':>5}  {'STATUS':<11} {'NAME':<20} {'AGENT':<10} {'PID':>7}  "
+        f"{'RUNTIME':>8} {'IDLE':>7}  OUTCOME"
+    ]
+    for r in runs:
+        state = f"{STATUS_ICONS[r.status]} {r.status.value}"
+        if r.hung:
+            state = "! hung"
+        idle = human_duration(now - r.activity_at) if r.activity_at and r.is_active else "-"
+        lines.append(
+            f"{r.id:>5}  {state:<11} {r.name[:20]:<20} {r.agent[:10]:<10} "
+            f"{(r.pid or '-')!s:>7}  {human_duration(r.runtime_s(now)):>8} {idle:>7}  {outcome(r)}"
+        )
+    sys.stdout.write("\n".join(lines) + "\n")
+
+
+def _get_run(ctx: Context, run_id_text: str) -> RunRecord:
+    run_id = parse_run_id(run_id_text)
+    run = ctx.snapshot().run(run_id)
+    if run is None:
+        fail(f"no run with id {run_id}")
+    return run
+
+
+@cli.command()
+@click.argument("run_id")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def show(ctx: Context, run_id: str, as_json: bool) -> None:
+    """Show one run and its events."""
+    from qqtui.core.launch import run_paths
+
+    run = _get_run(ctx, run_id)
+    events = ctx.snapshot().events(run.id)
+    session_path, run_dir = run_paths(ctx.settings.home, run)
+    if as_json:
+        data = run_json(run)
+        data["session_dir"] = str(session_path)
+        data["log"] = str(run_dir / "output.log")
+        data["events"] = [e.to_json() for e in events]
+        print_json(data)
+        return
+    fields = [
+        ("id", run.id),
+        ("name", run.name),
+        ("agent", run.agent),
+        ("status", f"{run.status.value}{' (hung)' if run.hung else ''}"),
+        ("command", " ".join(run.argv)),
+        ("cwd", run.cwd),
+        ("session", run.session_id),
+        ("session dir", session_path),
+        ("log", run_dir / "output.log"),
+        ("attempt", f"{run.attempt} (retries allowed: {run.max_retries})"),
+        ("pid", run.pid or "-"),
+        ("host", run.host or "-"),
+        ("worker", run.worker_id or "-"),
+        ("timeout", f"{run.timeout_s:g}s" if run.timeout_s else "-"),
+        ("hung after", f"{run.hung_after_s:g}s"),
+        ("exit", run.exit_code if run.exit_code is not None else "-"),
+        ("reason", outcome(run) or "-"),
+    ]
+    if run.env:
+        fields.append(("env", " ".join(f"{k}={v}" for k, v in sorted(run.env.items()))))
+    for key, value in fields:
+        click.echo(f"{key:>12}: {value}")
+    click.echo("      events:")
+    for e in events:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e.at))
+        move = f"{e.from_status or ''}→{e.to_status}" if e.to_status else e.kind
+        click.echo(f"  {stamp}  {move:<22} {e.reason or ''}  [{e.actor or '-'}@{e.host or '-'}]")
+
+
+def _tail_offset(path: str, lines: int) -> int:
+    """Byte offset where the last `lines` lines start, reading backwards in blocks."""
+    size = os.path.getsize(path)
+    if lines <= 0:
+        return size
+    block = 65536
+    seen = 0
+    pos = size
+    with open(path, "rb") as fh:
+        # A trailing newline ends the last line; it does not start a new one.
+        fh.seek(max(0, size - 1))
+        if size and fh.read(1) == b"\n":
+            pos -= 1
+        while pos > 0:
+            start = max(0, pos - block)
+            fh.seek(start)
+            chunk = fh.read(pos - start)
+            idx = len(chunk)
+            while True:
+                idx = chunk.rfind(b"\n", 0, idx)
+                if idx < 0:
+                    break
+                seen += 1
+                if seen == lines:
+                    return start + idx + 1
+            pos = start
+    return 0
+
+
+@cli.command()
+@click.argument("run_id")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new output until the run ends.")
+@click.option(
+    "--tail", "-n", type=click.IntRange(min=0), metavar="N", help="Only the last N lines."
+)
+@pass_ctx
+def logs(ctx: Context, run_id: str, follow: bool, tail: int | None) -> None:
+    """Print a run's output (only colour sequences reach a terminal)."""
+    from qqtui.core.launch import output_log_path
+    from qqtui.core.termtext import keep_sgr_only
+
+    run = _get_run(ctx, run_id)
+    path = str(output_log_path(ctx.settings.home, run))
+    tty = sys.stdout.isatty()
+    clean = keep_sgr_only if tty else None  # a pipe gets the bytes as written, like `cat`
+    out = sys.stdout.buffer
+
+    def emit(data: bytes) -> None:
+        if clean is None:
+            out.write(data)
+        else:
+            out.write(clean(data.decode("utf-8", errors="replace")).encode())
+        out.flush()
+
+    try:
+        offset = _tail_offset(path, tail) if tail is not None else 0
+    except FileNotFoundError:
+        if not follow:
+            if run.status is Status.QUEUED:
+                fail(f"run {run.id} has not started yet; no output")
+            return
+        offset = 0
+    pending = b""
+    last_check = 0.0
+    while True:
+        try:
+            with open(path, "rb") as fh:
+                fh.seek(offset)
+                while chunk := fh.read(1 << 20):
+                    offset += len(chunk)
+                    data = pending + chunk
+                    # Only whole UTF-8 sequences go through the sanitiser.
+                    cut = len(data)
+                    if clean is not None:
+                        nl = data.rfind(b"\n")
+                        cut = nl + 1 if nl >= 0 and len(data) - nl < 4096 else len(data)
+                    emit(data[:cut])
+                    pending = data[cut:]
+        except FileNotFoundError:
+            pass
+        if not follow:
+            break
+        now = time.monotonic()
+        if now - last_check > 0.5:
+            last_check = now
+            current = ctx.snapshot().run(run.id)
+            if current is None or current.status.is_final:
+                follow = False  # one more read picks up the final bytes
+                continue
+        time.sleep(0.1)
+    if pending:
+        emit(pending)
+
+
+@cli.command()
+@click.argument("run_id")
+@click.option(
+    "--grace",
+    type=float,
+    default=10.0,
+    show_default=True,
+    metavar="S",
+    help="Seconds between TERM and KILL.",
+)
+@pass_ctx
+def cancel(ctx: Context, run_id: str, grace: float) -> None:
+    """Cancel a run: TERM its tree, KILL whatever is left after the grace period."""
+    from qqtui.core.launch import cancel_run
+
+    run = cancel_run(ctx.store(), parse_run_id(run_id), grace_s=grace)
+    if run.status is Status.CANCELLED:
+        click.echo(f"run {run.id}: cancelled before it started")
+    else:
+        click.echo(f"run {run.id}: cancel requested (TERM, KILL after {grace:g}s)")
+
+
+@cli.command()
+@click.argument("run_id")
+@pass_ctx
+def kill(ctx: Context, run_id: str) -> None:
+    """Kill a run's whole process tree now."""
+    from qqtui.core.launch import kill_run
+
+    run = kill_run(ctx.store(), parse_run_id(run_id))
+    if run.status is Status.CANCELLED:
+        click.echo(f"run {run.id}: cancelled before it started")
+    else:
+        click.echo(f"run {run.id}: kill requested")
+
+
+@cli.command()
+@click.argument("run_id")
+@pass_ctx
+def retry(ctx: Context, run_id: str) -> None:
+    """Queue a finished run again as a new attempt."""
+    from qqtui.core.launch import retry_run
+
+    run = retry_run(ctx.store(), parse_run_id(run_id))
+    click.echo(f"run {run.id}: queued again (attempt {run.attempt})")
+
+
+@cli.command(context_settings={"allow_interspersed_args": False})
+@click.argument("session_id")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def resume(ctx: Context, session_id: str, command: Sequence[str], as_json: bool) -> None:
+    """Start a new run in a session (default: its last command): resume ID [-- CMD...]"""
+    from qqtui.core.launch import resume_session
+
+    run = resume_session(ctx.store(), ctx.settings.home, session_id, list(command) or None)
+    if as_json:
+        print_json(run_json(run))
+    else:
+        click.echo(run.id)
+
+
+@cli.command("sessions")
+@click.option("--agent", help="Only this agent's sessions.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def sessions_cmd(ctx: Context, agent: str | None, as_json: bool) -> None:
+    """List sessions, newest first."""
+    from qqtui.core.sessions import list_sessions
+
+    infos = list_sessions(ctx.settings.home, agent)
+    summaries = ctx.snapshot().session_summaries()
+    rows = []
+    for info in infos:
+        count, last_status, last_id = summaries.get(info.session_id, (0, "", 0))
+        rows.append(
+            {
+                "session_id": info.session_id,
+                "agent": info.agent,
+                "path": str(info.path),
+                "created_at": info.created_at,
+                "size_bytes": info.size_bytes,
+                "runs": count,
+                "last_status": last_status or None,
+                "last_run_id": last_id or None,
+            }
+        )
+    if as_json:
+        print_json(rows)
+        return
+    if not rows:
+        click.echo("no sessions", err=True)
+        return
+    now = time.time()
+    click.echo(f"{'SESSION':<26} {'AGENT':<12} {'RUNS':>4}  {'LAST':<10} {'SIZE':>9}  AGE")
+    for r in rows:
+        click.echo(
+            f"{r['session_id']:<26} {r['agent'][:12]:<12} {r['runs']:>4}  "
+            f"{(r['last_status'] or '-'):<10} {human_size(r['size_bytes']):>9}  "
+            f"{human_duration(now - r['created_at']) if r['created_at'] else '-'}"
+        )
+
+
+def human_size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+@cli.command()
+@click.option(
+    "-j", "--jobs", type=click.IntRange(min=1), default=4, show_default=True, help="Runs at once."
+)
+@click.option("--until-idle", is_flag=True, help="Exit when nothing is queued or running.")
+@click.option(
+    "--poll",
+    type=click.FloatRange(min=0.01),
+    default=0.5,
+    show_default=True,
+    metavar="S",
+    help="Seconds between polls of the job table.",
+)
+@click.option("--stop-runs", is_flag=True, help="On exit, stop runs instead of leaving them.")
+@click.option(
+    "--grace",
+    type=click.FloatRange(min=0),
+    default=10.0,
+    show_default=True,
+    metavar="S",
+    help="Seconds between TERM and KILL for timeouts and --stop-runs.",
+)
+@click.option(
+    "--log-cap",
+    type=click.IntRange(min=1024),
+    default=64 * 1024 * 1024,
+    show_default=True,
+    metavar="BYTES",
+    help="Output kept per run.",
+)
+@pass_ctx
+def worker(
+    ctx: Context,
+    jobs: int,
+    until_idle: bool,
+    poll: float,
+    stop_runs: bool,
+    grace: float,
+    log_cap: int,
+) -> None:
+    """Run the supervisor: claim queued runs and watch them."""
+    import logging
+
+    from qqtui.core.supervisor import Supervisor, SupervisorConfig
+
+    logging.basicConfig(level=logging.INFO, format="qqtui worker: %(message)s", stream=sys.stderr)
+    config = SupervisorConfig(
+        concurrency=jobs,
+        poll_s=poll,
+        until_idle=until_idle,
+        stop_runs_on_exit=stop_runs,
+        kill_grace_s=grace,
+        log_cap=log_cap,
+    )
+    supervisor = Supervisor(ctx.store(actor="worker"), ctx.settings.home, config)
+    sys.exit(supervisor.run_forever())
+
+
+# --- entry point -------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the CLI; errors a user can cause become one line on stderr and exit 1 (2 for usage)."""
+    try:
+        cli.main(
+            args=list(argv) if argv is not None else None, prog_name="qqtui", standalone_mode=False
+        )
+    except click.UsageError as exc:
+        click.echo(f"qqtui: error: {exc.format_message()}", err=True)
+        sys.exit(2)
+    except click.ClickException as exc:
+        click.echo(f"qqtui: error: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        click.echo("qqtui: aborted", err=True)
+        sys.exit(130)
+    except QqError as exc:
+        click.echo(f"qqtui: error: {exc}", err=True)
+        sys.exit(1)
+    except BrokenPipeError:
+        # `qqtui ls | head`: the reader left; that is not an error.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(0)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:  # database errors and the like: still one line, never a traceback
+        from_db = type(exc).__module__.startswith(("sqlalchemy", "sqlite3", "psycopg"))
+        if from_db:
+            click.echo(f"qqtui: error: database: {str(exc).splitlines()[0]}", err=True)
+            sys.exit(1)
+        raise

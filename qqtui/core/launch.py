@@ -1,0 +1,186 @@
+"""User intents that touch both the store and the session directories: submit, resume,
+cancel, kill, retry. The CLI and the app call these, never the store's internals."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from qqtui.core import sessions, wakeup
+from qqtui.core.records import QqError, RunRecord
+from qqtui.core.store import Store
+
+ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+RESERVED_ENV = frozenset(
+    {"QQ_HOME", "QQ_SESSION_ID", "QQ_SESSION_DIR", "QQ_RUN_ID", "QQ_HEARTBEAT_FILE", "QQ_ATTEMPT"}
+)
+DEFAULT_HUNG_AFTER_S = 300.0
+
+
+def parse_env_pairs(pairs: Sequence[str]) -> dict[str, str]:
+    """`K=V` strings to a dict, with a clear error for anything else."""
+    env: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not ENV_KEY_RE.match(key):
+            raise QqError(f"invalid --env {pair!r}: expected KEY=VALUE")
+        if key in RESERVED_ENV:
+            raise QqError(f"--env {key} is set by qqtui for every run and cannot be overridden")
+        env[key] = value
+    return env
+
+
+def _validate(
+    argv: Sequence[str], cwd: str, timeout_s: float | None, hung_after_s: float, retries: int
+) -> None:
+    if not argv or not argv[0]:
+        raise QqError("empty command: give the command after --")
+    if not os.path.isdir(cwd):
+        raise QqError(f"working directory {cwd} does not exist or is not a directory")
+    if timeout_s is not None and not timeout_s > 0:
+        raise QqError(f"timeout must be a positive number of seconds, not {timeout_s:g}")
+    if not hung_after_s > 0:
+        raise QqError(f"hung threshold must be a positive number of seconds, not {hung_after_s:g}")
+    if retries < 0:
+        raise QqError(f"retries must be 0 or more, not {retries}")
+
+
+def _record_in_meta(session_path: Path, run: RunRecord) -> None:
+    def update(meta: dict | None) -> dict:
+        meta = dict(meta or {})
+        meta.setdefault("session_id", run.session_id)
+        meta.setdefault("agent", run.agent)
+        meta.setdefault("created_at", time.time())
+        runs = list(meta.get("runs", []))
+        runs.append({"run_id": run.id, "argv": list(run.argv), "cwd": run.cwd, "at": time.time()})
+        meta["runs"] = runs
+        meta["last_argv"] = list(run.argv)
+        meta["cwd"] = run.cwd
+        return meta
+
+    sessions.update_json(session_path / sessions.META_FILE, update, default={})
+
+
+def submit_run(
+    store: Store,
+    home: Path,
+    argv: Sequence[str],
+    *,
+    name: str = "",
+    agent: str = sessions.DEFAULT_AGENT,
+    cwd: str | None = None,
+    timeout_s: float | None = None,
+    hung_after_s: float = DEFAULT_HUNG_AFTER_S,
+    retries: int = 0,
+    session_id: str | None = None,
+    env: Mapping[str, str] | None = None,
+    actor: str = "cli",
+) -> RunRecord:
+    """Validate, create (or reuse) the session directory, queue the run, wake workers."""
+    cwd = os.path.abspath(cwd or os.getcwd())
+    _validate(argv, cwd, timeout_s, hung_after_s, retries)
+    sessions.validate_agent(agent)
+    if session_id is not None:
+        sessions.validate_session_id(session_id)
+        existing = _existing_session_agent(home, session_id)
+        if existing is not None and existing != agent:
+            agent = existing
+    sid = session_id or sessions.new_session_id()
+    session_path = sessions.create_session_dir(home, agent, sid)
+    run = store.add_run(
+        argv=list(argv),
+        cwd=cwd,
+        session_id=sid,
+        name=name or os.path.basename(argv[0]),
+        agent=agent,
+        env=dict(env or {}),
+        timeout_s=timeout_s,
+        hung_after_s=hung_after_s,
+        max_retries=retries,
+        actor=actor,
+    )
+    _record_in_meta(session_path, run)
+    wake_workers(store)
+    return run
+
+
+def _existing_session_agent(home: Path, session_id: str) -> str | None:
+    try:
+        return sessions.find_session(home, session_id).agent
+    except sessions.SessionError:
+        return None
+
+
+def resume_session(
+    store: Store,
+    home: Path,
+    session_id: str,
+    argv: Sequence[str] | None = None,
+    *,
+    actor: str = "cli",
+) -> RunRecord:
+    """A new run in an existing session; by default the session's last command."""
+    info = sessions.find_session(home, session_id)
+    last = store.last_run_in_session(session_id)
+    if argv:
+        command = list(argv)
+    elif last is not None:
+        command = list(last.argv)
+    else:
+        meta = sessions.read_json(info.path / sessions.META_FILE, {}) or {}
+        command = list(meta.get("last_argv") or [])
+        if not command:
+            raise QqError(f"session {session_id} has no previous command; give one after --")
+    return submit_run(
+        store,
+        home,
+        command,
+        name=last.name if last else "",
+        agent=info.agent,
+        cwd=last.cwd if last else None,
+        timeout_s=last.timeout_s if last else None,
+        hung_after_s=last.hung_after_s if last else DEFAULT_HUNG_AFTER_S,
+        retries=last.max_retries if last else 0,
+        session_id=session_id,
+        env=last.env if last else None,
+        actor=actor,
+    )
+
+
+def cancel_run(store: Store, run_id: int, grace_s: float = 10.0, actor: str = "cli") -> RunRecord:
+    if grace_s < 0:
+        raise QqError(f"grace must be 0 or more seconds, not {grace_s:g}")
+    run = store.request_cancel(run_id, grace_s=grace_s, actor=actor)
+    wake_workers(store)
+    return run
+
+
+def kill_run(store: Store, run_id: int, actor: str = "cli") -> RunRecord:
+    run = store.request_kill(run_id, actor=actor)
+    wake_workers(store)
+    return run
+
+
+def retry_run(store: Store, run_id: int, actor: str = "cli") -> RunRecord:
+    run = store.retry_run(run_id, actor=actor)
+    wake_workers(store)
+    return run
+
+
+def wake_workers(store: Store) -> None:
+    """Nudge the live workers on this host so they act now rather than at their next poll."""
+    ids = [w.id for w in store.workers(host=store.host, live_only=True)]
+    wakeup.nudge(str(store.engine.url), ids)
+
+
+def run_paths(home: Path, run: RunRecord) -> tuple[Path, Path]:
+    """The run's (session directory, run directory)."""
+    session_path = sessions.session_dir(home, run.agent, run.session_id)
+    return session_path, sessions.run_dir(session_path, run.id)
+
+
+def output_log_path(home: Path, run: RunRecord) -> Path:
+    return run_paths(home, run)[1] / sessions.OUTPUT_LOG

@@ -1,0 +1,550 @@
+"""Process control: spawn a run through its shim, find a run's whole tree, signal safely.
+
+A process is named by (pid, create time), never by pid alone: every signal goes
+through a `psutil.Process` whose create time was checked, so a recycled pid is
+never hit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+from qqtui.core import runshim
+
+SHIM_PATH = Path(runshim.__file__)
+CREATE_TIME_TOLERANCE_S = 0.05
+DEFAULT_LOG_CAP = 64 * 1024 * 1024
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+class SpawnError(Exception):
+    """The command could not be started; the message is the reason to record."""
+
+
+def boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return f"boot-{psutil.boot_time():.0f}"
+
+
+def create_time_from_ticks(ticks: int) -> float:
+    """The create time psutil reports for a process that started `ticks` after boot."""
+    return psutil.boot_time() + ticks / _CLK_TCK
+
+
+def verified_process(pid: int | None, create_time: float | None) -> psutil.Process | None:
+    """The live process `pid` if and only if it is the one created at `create_time`."""
+    if not pid or create_time is None:
+        return None
+    try:
+        proc = psutil.Process(pid)
+        if abs(proc.create_time() - create_time) > CREATE_TIME_TOLERANCE_S:
+            return None
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+        return None
+    except psutil.AccessDenied:
+        return None
+    return proc
+
+
+def is_alive(pid: int | None, create_time: float | None) -> bool:
+    return verified_process(pid, create_time) is not None
+
+
+def signal_verified(pid: int | None, create_time: float | None, sig: int) -> bool:
+    """Send `sig` only if `pid` is still the process created at `create_time`."""
+    proc = verified_process(pid, create_time)
+    if proc is None:
+        return False
+    try:
+        proc.send_signal(sig)  # psutil re-checks identity right before kill()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+    return True
+
+
+# --- spawning ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RunEnvironment:
+    run_id: int
+    home: Path
+    session_id: str
+    session_dir: Path
+    heartbeat_file: Path
+    attempt: int = 1
+
+    def variables(self) -> dict[str, str]:
+        return {
+            "QQ_HOME": str(self.home),
+            "QQ_SESSION_ID": self.session_id,
+            "QQ_SESSION_DIR": str(self.session_dir),
+            "QQ_RUN_ID": str(self.run_id),
+            "QQ_HEARTBEAT_FILE": str(self.heartbeat_file),
+            "QQ_ATTEMPT": str(self.attempt),
+        }
+
+
+@dataclass(slots=True)
+class Spawned:
+    """A run this process started: the shim is our child, the command its child."""
+
+    run_id: int
+    shim: subprocess.Popen[bytes]
+    pid: int
+    pgid: int
+    pid_create_time: float
+    shim_create_time: float
+    report_buffer: bytes = b""
+    exit_report: dict[str, int | None] | None = None
+
+    @property
+    def report_fd(self) -> int:
+        assert self.shim.stdout is not None
+        return self.shim.stdout.fileno()
+
+    def read_reports(self) -> bool:
+        """Read what the shim said; True once its report pipe is closed."""
+        try:
+            data = os.read(self.report_fd, 4096)
+        except BlockingIOError:
+            return False
+        except OSError:
+            data = b""
+        if not data:
+            return True
+        self.report_buffer += data
+        self._parse_reports()
+        return False
+
+    def _parse_reports(self) -> None:
+        while b"\n" in self.report_buffer:
+            line, self.report_buffer = self.report_buffer.split(b"\n", 1)
+            with contextlib.suppress(ValueError):
+                msg = json.loads(line)
+                if "exit_code" in msg or "signal" in msg:
+                    self.exit_report = msg
+
+    def close(self) -> None:
+        if self.shim.stdout is not None:
+            self.shim.stdout.close()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.shim.wait(timeout=0)
+
+
+def build_env(overrides: Mapping[str, str], run_env: RunEnvironment) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(overrides)
+    env.update(run_env.variables())
+    return env
+
+
+def spawn_run(
+    *,
+    run_env: RunEnvironment,
+    argv: Sequence[str],
+    cwd: str,
+    env_overrides: Mapping[str, str],
+    log_path: Path,
+    status_path: Path,
+    log_cap: int = DEFAULT_LOG_CAP,
+    start_timeout_s: float = 30.0,
+) -> Spawned:
+    """Start `argv` under a fresh shim in a new session; its output goes to `log_path`.
+
+    Raises SpawnError with a readable reason when the command cannot be started.
+    """
+    if not os.path.isdir(cwd):
+        raise SpawnError(f"working directory {cwd} does not exist or is not a directory")
+    config = {
+        "argv": list(argv),
+        "cwd": cwd,
+        # The shim itself carries no QQ_RUN_ID, so a kill of the run's tree (which
+        # also hunts processes by that variable) spares it and it can record the end.
+        "env": build_env(env_overrides, run_env),
+        "log": str(log_path),
+        "status": str(status_path),
+        "cap": log_cap,
+        "attempt": run_env.attempt,
+    }
+    shim_env = {k: v for k, v in os.environ.items() if not k.startswith("QQ_")}
+    shim = subprocess.Popen(
+        [sys.executable, "-I", "-S", str(SHIM_PATH)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        cwd="/",
+        env=shim_env,
+        start_new_session=True,
+        close_fds=True,
+    )
+    assert shim.stdin is not None and shim.stdout is not None
+    try:
+        shim.stdin.write(json.dumps(config).encode())
+        shim.stdin.close()
+    except BrokenPipeError as exc:
+        shim.wait()
+        raise SpawnError(f"the run shim died at start (exit {shim.returncode})") from exc
+    first = _read_first_line(shim, start_timeout_s)
+    if "error" in first:
+        shim.stdout.close()
+        shim.wait()
+        raise SpawnError(str(first["error"]))
+    os.set_blocking(shim.stdout.fileno(), False)
+    spawned = Spawned(
+        run_id=run_env.run_id,
+        shim=shim,
+        pid=int(first["pid"]),
+        pgid=int(first["pgid"]),
+        pid_create_time=create_time_from_ticks(int(first["starttime"])),
+        shim_create_time=create_time_from_ticks(int(first["shim_starttime"])),
+        report_buffer=first.get("_rest", "").encode(),
+    )
+    spawned._parse_reports()
+    return spawned
+
+
+def _read_first_line(shim: subprocess.Popen[bytes], timeout_s: float) -> dict:
+    assert shim.stdout is not None
+    fd = shim.stdout.fileno()
+    buf = b""
+    deadline = time.monotonic() + timeout_s
+    while b"\n" not in buf:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            shim.kill()
+            shim.wait()
+            raise SpawnError(f"the run shim did not start within {timeout_s:g}s")
+        ready, _, _ = select.select([fd], [], [], remaining)
+        if not ready:
+            continue
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            shim.wait()
+            raise SpawnError(f"the run shim died at start (exit {shim.returncode})")
+        buf += chunk
+    line, rest = buf.split(b"\n", 1)
+    msg = json.loads(line)
+    if rest:
+        # The command may already have ended; keep its exit report for the caller.
+        msg["_rest"] = rest.decode(errors="replace")
+    return msg
+
+
+# --- finding a run's processes -----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RunTarget:
+    """What identifies one run's processes."""
+
+    run_id: int
+    home: Path
+    attempt: int
+    pid: int | None
+    pid_create_time: float | None
+    pgid: int | None
+    shim_pid: int | None
+    shim_create_time: float | None
+
+
+def _children_map(procs: Iterable[psutil.Process]) -> dict[int, list[psutil.Process]]:
+    children: dict[int, list[psutil.Process]] = {}
+    for proc in procs:
+        ppid = proc.info.get("ppid")
+        if ppid is not None:
+            children.setdefault(ppid, []).append(proc)
+    return children
+
+
+def _descendants(root: int, children: Mapping[int, list[psutil.Process]]) -> list[psutil.Process]:
+    out: list[psutil.Process] = []
+    stack = [root]
+    seen = {root}
+    while stack:
+        for child in children.get(stack.pop(), ()):
+            if child.pid not in seen:
+                seen.add(child.pid)
+                out.append(child)
+                stack.append(child.pid)
+    return out
+
+
+def _env_matches(proc: psutil.Process, run_id: str, home: str, attempt: str) -> bool:
+    """Tagged with this attempt of this run of this home (run ids repeat across homes,
+    and a retried run's next attempt must survive the last one's cleanup)."""
+    try:
+        env = proc.environ()
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, OSError):
+        return False
+    return (
+        env.get("QQ_RUN_ID") == run_id
+        and env.get("QQ_HOME") == home
+        and env.get("QQ_ATTEMPT", "1") == attempt
+    )
+
+
+def find_run_processes(target: RunTarget) -> list[psutil.Process]:
+    """Every live process of the run: its process group, everything carrying its
+    QQ_RUN_ID (and home) in the environment (setsid escapees, double forks), and all
+    their descendants and the shim's. The shim itself is not included."""
+    me = os.getpid()
+    uid = os.getuid()
+    all_procs = list(psutil.process_iter(["ppid", "uids", "create_time"]))
+    children = _children_map(all_procs)
+    victims: dict[int, psutil.Process] = {}
+    run_id = str(target.run_id)
+    home = str(target.home)
+    floor = target.pid_create_time or target.shim_create_time or 0.0
+    for proc in all_procs:
+        if proc.pid in (me, target.shim_pid) or proc.pid <= 1:
+            continue
+        info = proc.info
+        uids = info.get("uids")
+        if uids is not None and uids.real != uid and uid != 0:
+            continue
+        created = info.get("create_time") or 0.0
+        if created + CREATE_TIME_TOLERANCE_S < floor:
+            continue  # older than the run: cannot be one of its processes
+        in_group = False
+        if target.pgid:
+            with contextlib.suppress(OSError):
+                in_group = os.getpgid(proc.pid) == target.pgid
+        if in_group or _env_matches(proc, run_id, home, str(target.attempt)):
+            victims[proc.pid] = proc
+    roots = list(victims)
+    if verified_process(target.shim_pid, target.shim_create_time) is not None:
+        roots.append(target.shim_pid)  # type: ignore[arg-type]
+    for root in roots:
+        for proc in _descendants(root, children):
+            if proc.pid != me:
+                victims.setdefault(proc.pid, proc)
+    return list(victims.values())
+
+
+def _send(procs: Iterable[psutil.Process], sig: int) -> list[psutil.Process]:
+    hit = []
+    for proc in procs:
+        try:
+            proc.send_signal(sig)  # identity (create time) re-checked by psutil
+            hit.append(proc)
+        except (psutil.NoSuchProcess, psutil.ZombieProcess):
+            continue
+        except psutil.AccessDenied:
+            hit.append(proc)
+    return hit
+
+
+def _signal_group(target: RunTarget, sig: int) -> None:
+    """killpg reaches members forked after our scan; only while the group provably
+    belongs to this run (its leader is alive with the recorded create time)."""
+    if target.pgid and target.pgid == target.pid and is_alive(target.pid, target.pid_create_time):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(target.pgid, sig)
+
+
+@dataclass(slots=True)
+class TreeKill:
+    """Stops one run's tree: `start()` sends the first signal, `finish()` SIGKILLs
+    whatever is left and returns what could not be killed. Non-blocking, so one
+    supervisor can stop many runs at once."""
+
+    target: RunTarget
+    grace_s: float
+    started_at: float = 0.0
+    signalled: list[psutil.Process] = field(default_factory=list)
+
+    def start(self, now: float, sig: int = signal.SIGTERM) -> int:
+        self.started_at = now
+        _signal_group(self.target, sig)
+        self.signalled = _send(find_run_processes(self.target), sig)
+        return len(self.signalled)
+
+    def due(self, now: float) -> bool:
+        return now - self.started_at >= self.grace_s
+
+    def alive(self) -> list[psutil.Process]:
+        return [p for p in find_run_processes(self.target) if _is_running(p)]
+
+    def finish(self, settle_s: float = 2.0) -> list[psutil.Process]:
+        deadline = time.monotonic() + settle_s
+        survivors: list[psutil.Process] = []
+        while True:
+            _signal_group(self.target, signal.SIGKILL)
+            survivors = [p for p in find_run_processes(self.target) if _is_running(p)]
+            if not survivors:
+                return []
+            _send(survivors, signal.SIGKILL)
+            _, survivors = psutil.wait_procs(survivors, timeout=0.2)
+            if not survivors or time.monotonic() >= deadline:
+                return [p for p in survivors if _is_running(p)]
+
+
+def _is_running(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+        return False
+
+
+def kill_tree(target: RunTarget, grace_s: float) -> list[psutil.Process]:
+    """Blocking: TERM the tree, wait up to `grace_s` for it to go, then KILL the rest."""
+    killer = TreeKill(target, grace_s)
+    if grace_s <= 0:
+        return killer.finish()
+    killer.start(time.monotonic())
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        if not killer.alive():
+            return []
+        time.sleep(0.05)
+    return killer.finish()
+
+
+# --- PID trees for display ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ProcInfo:
+    pid: int
+    ppid: int
+    depth: int
+    name: str
+    cmdline: tuple[str, ...]
+    status: str
+    cpu_percent: float
+    rss: int
+    create_time: float
+
+
+@dataclass(frozen=True, slots=True)
+class RunTree:
+    run_id: int
+    procs: tuple[ProcInfo, ...]
+
+    @property
+    def cpu_percent(self) -> float:
+        return sum(p.cpu_percent for p in self.procs)
+
+    @property
+    def rss(self) -> int:
+        return sum(p.rss for p in self.procs)
+
+    @property
+    def count(self) -> int:
+        return len(self.procs)
+
+
+class ProcessTable:
+    """One pass over /proc per `scan()`, shared by every run's tree. The psutil
+    Process objects are kept between scans so CPU percentages mean something."""
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple[int, float], psutil.Process] = {}
+
+    def scan(self, targets: Sequence[RunTarget]) -> dict[int, RunTree]:
+        all_procs = list(psutil.process_iter(["ppid", "create_time"]))
+        children = _children_map(all_procs)
+        by_pid = {p.pid: p for p in all_procs}
+        live_keys: set[tuple[int, float]] = set()
+        trees: dict[int, RunTree] = {}
+        for target in targets:
+            root_pid = None
+            for pid, ctime in (
+                (target.shim_pid, target.shim_create_time),
+                (target.pid, target.pid_create_time),
+            ):
+                proc = by_pid.get(pid or -1)
+                if (
+                    proc is not None
+                    and ctime is not None
+                    and abs((proc.info.get("create_time") or 0) - ctime) <= CREATE_TIME_TOLERANCE_S
+                ):
+                    root_pid = pid
+                    break
+            if root_pid is None:
+                trees[target.run_id] = RunTree(target.run_id, ())
+                continue
+            infos: list[ProcInfo] = []
+            self._walk(
+                by_pid[root_pid],
+                children,
+                infos,
+                live_keys,
+                skip_root=root_pid == target.shim_pid,
+            )
+            trees[target.run_id] = RunTree(target.run_id, tuple(infos))
+        for key in list(self._cache):
+            if key not in live_keys:
+                del self._cache[key]
+        return trees
+
+    def _walk(
+        self,
+        root: psutil.Process,
+        children: Mapping[int, list[psutil.Process]],
+        out: list[ProcInfo],
+        live: set[tuple[int, float]],
+        *,
+        skip_root: bool,
+    ) -> None:
+        # Iterative DFS keeping display order (parent, then its children).
+        pid = root.pid
+        stack: list[tuple[int, int, psutil.Process]] = [(pid, 0, root)]
+        seen: set[int] = set()
+        while stack:
+            cur_pid, cur_depth, proc = stack.pop()
+            if cur_pid in seen:
+                continue
+            seen.add(cur_pid)
+            show = not (skip_root and cur_pid == pid)
+            if show:
+                info = self._describe(proc, cur_depth - (1 if skip_root else 0), live)
+                if info is not None:
+                    out.append(info)
+            kids = sorted(children.get(cur_pid, ()), key=lambda p: p.pid, reverse=True)
+            for kid in kids:
+                stack.append((kid.pid, cur_depth + 1, kid))
+
+    def _describe(
+        self, proc: psutil.Process, depth: int, live: set[tuple[int, float]]
+    ) -> ProcInfo | None:
+        ctime = proc.info.get("create_time") or 0.0
+        key = (proc.pid, ctime)
+        cached = self._cache.get(key)
+        if cached is None:
+            cached = proc
+            self._cache[key] = proc
+        live.add(key)
+        try:
+            with cached.oneshot():
+                return ProcInfo(
+                    pid=cached.pid,
+                    ppid=cached.ppid(),
+                    depth=depth,
+                    name=cached.name(),
+                    cmdline=tuple(cached.cmdline()),
+                    status=cached.status(),
+                    cpu_percent=cached.cpu_percent(None),
+                    rss=cached.memory_info().rss,
+                    create_time=ctime,
+                )
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            return None

@@ -1,0 +1,232 @@
+"""The shim between a supervisor and a run's command. Stdlib only, run as a script
+(`python -I -S runshim.py`) so it starts in a few milliseconds.
+
+Why it exists: when a supervisor dies, the command keeps running, and only its
+parent can learn its exit status. The shim is that parent. It lives in its own
+session (the command gets a process group of its own below it, so signals for
+the run's tree never hit the shim), copies the command's output into the capped
+log, becomes the subreaper for everything the command orphans, and writes the
+true exit status atomically into the run directory, where any later supervisor
+finds it.
+
+Protocol: the supervisor writes one JSON object to our stdin and closes it:
+{"argv", "cwd", "env", "log", "status", "cap"}. We answer on stdout with one JSON
+line, {"pid", "pgid", "starttime", "shim_pid", "shim_starttime"} or {"error"},
+and later a line {"exit_code", "signal"} when the command ends; stdout is then
+closed. If the supervisor is gone by then, the writes fail quietly: the status
+file is the record.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+
+PR_SET_CHILD_SUBREAPER = 36
+CHUNK = 65536
+# After the command exits, how long leftovers holding the output pipe may keep
+# writing before we stop draining (the supervisor kills them meanwhile).
+DRAIN_AFTER_EXIT_S = 3.0
+
+
+def proc_starttime(pid: int) -> int | None:
+    """Field 22 of /proc/PID/stat: start time in clock ticks since boot (PID-reuse proof)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            data = fh.read()
+    except OSError:
+        return None
+    # The command name (field 2) may contain spaces and parentheses: split after the last ')'.
+    rest = data[data.rfind(b")") + 2 :].split()
+    return int(rest[19])
+
+
+def write_status(path: str, obj: dict) -> None:
+    """Atomic replace: a crash leaves the old or the new status, never a torn file."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    try:
+        os.write(fd, json.dumps(obj).encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    dfd = os.open(os.path.dirname(path) or ".", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def decode_wait_status(wstatus: int) -> dict:
+    if os.WIFSIGNALED(wstatus):
+        return {"exit_code": None, "signal": os.WTERMSIG(wstatus)}
+    return {"exit_code": os.WEXITSTATUS(wstatus), "signal": None}
+
+
+def report(obj: dict) -> None:
+    with contextlib.suppress(OSError):
+        os.write(1, (json.dumps(obj) + "\n").encode())
+
+
+class CappedLog:
+    """Appends to the run's log until `cap` bytes, then writes one marker line and
+    counts what it discards; memory stays one chunk whatever the run prints."""
+
+    def __init__(self, fd: int, cap: int) -> None:
+        self.fd = fd
+        self.cap = cap
+        self.written = os.fstat(fd).st_size
+        self.discarded = 0
+
+    def write(self, data: bytes) -> None:
+        room = self.cap - self.written
+        if room > 0:
+            part = data[:room]
+            self._write_all(part)
+            self.written += len(part)
+            data = data[len(part) :]
+            if data:
+                self._write_all(
+                    f"\n[qqtui] output truncated: the log reached its cap of {self.cap} bytes;"
+                    " further output is discarded\n".encode()
+                )
+        self.discarded += len(data)
+
+    def close(self) -> None:
+        if self.discarded:
+            self._write_all(f"[qqtui] {self.discarded} bytes of output were discarded\n".encode())
+
+    def _write_all(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            try:
+                n = os.write(self.fd, view)
+            except OSError as exc:
+                if exc.errno == errno.EINTR:
+                    continue
+                return  # disk full or similar: the run must not die because its log cannot grow
+            view = view[n:]
+
+
+def main() -> int:
+    config = json.loads(sys.stdin.buffer.read())
+    os.close(0)
+    os.open(os.devnull, os.O_RDONLY)  # fd 0 again, so nothing inherits the closed pipe slot
+
+    # A TERM for the run's tree must not take the shim with it; a handler (not SIG_IGN)
+    # keeps exec'd children on the default disposition.
+    signal.signal(signal.SIGTERM, lambda *_: None)
+    signal.signal(signal.SIGINT, lambda *_: None)
+    signal.signal(signal.SIGHUP, lambda *_: None)
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+    status_path = config["status"]
+    log_fd = os.open(config["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+    log = CappedLog(log_fd, int(config["cap"]))
+    read_fd, write_fd = os.pipe()
+    shim_start = proc_starttime(os.getpid())
+    try:
+        child = subprocess.Popen(
+            config["argv"],
+            cwd=config["cwd"],
+            env=config["env"],
+            stdin=subprocess.DEVNULL,
+            stdout=write_fd,
+            stderr=write_fd,
+            process_group=0,
+            close_fds=True,
+        )
+    except (OSError, ValueError) as exc:
+        message = f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, OSError) and exc.strerror:
+            message = f"cannot execute {config['argv'][0]!r}: {exc.strerror}"
+        write_status(
+            status_path,
+            {
+                "spawn_error": message,
+                "finished_at": time.time(),
+                "attempt": config.get("attempt", 1),
+            },
+        )
+        log.write(f"[qqtui] {message}\n".encode())
+        report({"error": message})
+        return 127
+    os.close(write_fd)
+    started = {
+        "pid": child.pid,
+        "pgid": child.pid,
+        "starttime": proc_starttime(child.pid),
+        "shim_pid": os.getpid(),
+        "shim_starttime": shim_start,
+        "started_at": time.time(),
+        "attempt": config.get("attempt", 1),
+    }
+    write_status(status_path, started)
+    report(started)
+
+    exit_info: dict | None = None
+    drain_deadline: float | None = None
+    eof = False
+    os.set_blocking(read_fd, False)
+    while True:
+        if not eof:
+            timeout = 0.2
+            if drain_deadline is not None:
+                timeout = max(0.0, min(timeout, drain_deadline - time.monotonic()))
+            ready, _, _ = select.select([read_fd], [], [], timeout)
+            if ready:
+                try:
+                    data = os.read(read_fd, CHUNK)
+                except BlockingIOError:
+                    data = None
+                if data:
+                    log.write(data)
+                elif data is not None:
+                    eof = True
+        elif exit_info is None:
+            # Everything closed the pipe but the command still runs: block until it ends.
+            _, wstatus = os.waitpid(child.pid, 0)
+            exit_info = decode_wait_status(wstatus)
+        # Reap the command and anything orphaned onto us as subreaper.
+        while True:
+            try:
+                pid, wstatus = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            if pid == child.pid and exit_info is None:
+                exit_info = decode_wait_status(wstatus)
+        if exit_info is not None and drain_deadline is None:
+            child.returncode = 0  # reaped by us: keep Popen from trying again
+            drain_deadline = time.monotonic() + DRAIN_AFTER_EXIT_S
+            final = dict(started)
+            final.update(exit_info, finished_at=time.time(), output_bytes=log.written)
+            write_status(status_path, final)
+            report(exit_info)
+        if exit_info is not None and (eof or time.monotonic() >= drain_deadline):
+            break
+    log.close()
+    final = dict(started)
+    final.update(
+        exit_info or {},
+        finished_at=time.time(),
+        output_bytes=log.written,
+        discarded_bytes=log.discarded,
+    )
+    write_status(status_path, final)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

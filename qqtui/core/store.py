@@ -1,0 +1,823 @@
+"""The job store: engine setup, atomic claim, every state transition with its event.
+
+Every change of a run's status commits together with its event row. Writers use
+conditional UPDATEs (expected status and version, and the claim token for the
+owner's writes), so a stale owner's late write changes nothing and a lost race
+is retried a bounded number of times before it is raised.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, create_engine, event, func, or_, select, update
+from sqlalchemy.exc import DatabaseError, OperationalError
+from sqlmodel import SQLModel
+
+from qqtui.core.models import (
+    SCHEMA_VERSION,
+    events_table,
+    meta_table,
+    runs_table,
+    workers_table,
+)
+from qqtui.core.records import (
+    FINAL_STATUSES,
+    EventRecord,
+    IllegalTransitionError,
+    NotFoundError,
+    QqError,
+    RunRecord,
+    StaleClaimError,
+    Status,
+    UpdateConflictError,
+    WorkerRecord,
+    transition_allowed,
+)
+
+MAX_RACE_RETRIES = 3
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+# Fields reset when an attempt ends and the run goes back to the queue.
+_ATTEMPT_FIELDS_RESET: dict[str, Any] = {
+    "pid": None,
+    "pid_create_time": None,
+    "pgid": None,
+    "shim_pid": None,
+    "shim_create_time": None,
+    "worker_id": None,
+    "claim_token": None,
+    "heartbeat_at": None,
+    "hung": False,
+    "cancel_requested": False,
+    "kill_requested": False,
+    "cancel_grace_s": None,
+    "stop_cause": None,
+}
+
+
+class StoreError(QqError):
+    pass
+
+
+# --- engine setup: the one place that knows about dialects -------------------------------
+
+
+def _sqlite_path(url: str) -> Path | None:
+    prefix = "sqlite:///"
+    if not url.startswith(prefix):
+        return None
+    raw = url[len(prefix) :].split("?", 1)[0]
+    if raw in ("", ":memory:"):
+        return None
+    return Path(raw)
+
+
+def _prepare_sqlite_file(path: Path) -> None:
+    """Create the database file 0600 ourselves, so SQLite (which copies the main file's
+    mode onto -wal and -shm) never makes a world-readable one."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        raise StoreError(f"cannot open database {path}: {exc.strerror or exc}") from exc
+    try:
+        st = os.fstat(fd)
+        if st.st_uid == os.getuid() and stat.S_IMODE(st.st_mode) != 0o600:
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for `url`: SQLite gets WAL, a busy timeout, synchronous=NORMAL and
+    BEGIN IMMEDIATE for every write transaction."""
+    if url.startswith(("postgresql", "postgres")):
+        raise StoreError("PostgreSQL support is not available yet (multi-host mode)")
+    if not url.startswith("sqlite"):
+        raise StoreError(f"unsupported database URL {url!r}: use sqlite:///PATH")
+    path = _sqlite_path(url)
+    if path is not None:
+        if not path.parent.is_dir():
+            raise StoreError(f"cannot open database {path}: {path.parent} is not a directory")
+        _prepare_sqlite_file(path)
+    engine = create_engine(
+        url,
+        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let SQLAlchemy's begin event issue BEGIN itself (pysqlite's implicit BEGIN is
+        # DEFERRED, which turns read-then-write races into SQLITE_BUSY deadlocks).
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        mode = "DEFERRED" if conn.get_execution_options().get("qq_read") else "IMMEDIATE"
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine
+
+
+# --- the store ----------------------------------------------------------------------------
+
+
+def _now() -> float:
+    return time.time()
+
+
+class Store:
+    """Owns every read and write of the job table."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        clock: Callable[[], float] = _now,
+        host: str | None = None,
+        actor: str = "cli",
+    ) -> None:
+        self.engine = engine
+        self.clock = clock
+        self.host = host or os.uname().nodename
+        self.actor = actor
+        # Test seam: called between an optimistic read and its conditional write, so a
+        # test can commit a real competing write in that window.
+        self._between_read_and_write: Callable[[int], None] | None = None
+
+    # -- lifecycle
+
+    @classmethod
+    def open(cls, url: str, **kwargs: Any) -> Store:
+        """Open (and create or check the schema of) the store at `url`."""
+        store = cls(make_engine(url), **kwargs)
+        store.init_schema()
+        return store
+
+    def init_schema(self) -> None:
+        try:
+            with self.engine.begin() as conn:
+                SQLModel.metadata.create_all(conn)
+                found = conn.execute(
+                    select(meta_table.c.value).where(meta_table.c.key == "schema_version")
+                ).scalar_one_or_none()
+                if found is None:
+                    conn.execute(
+                        meta_table.insert().values(key="schema_version", value=str(SCHEMA_VERSION))
+                    )
+                elif found != str(SCHEMA_VERSION):
+                    raise StoreError(
+                        f"database schema version {found} does not match this qqtui "
+                        f"({SCHEMA_VERSION}); upgrade qqtui or use another database"
+                    )
+        except DatabaseError as exc:
+            raise StoreError(f"cannot use database {self.engine.url}: {_db_error(exc)}") from exc
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[Connection]:
+        with self.engine.begin() as conn:
+            yield conn
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self.engine.connect() as raw:
+            conn = raw.execution_options(qq_read=True)
+            with conn.begin():
+                yield conn
+
+    # -- events
+
+    def _event(
+        self,
+        conn: Connection,
+        run_id: int,
+        kind: str,
+        *,
+        from_status: str | None = None,
+        to_status: str | None = None,
+        reason: str | None = None,
+        actor: str | None = None,
+        at: float | None = None,
+    ) -> None:
+        conn.execute(
+            events_table.insert().values(
+                run_id=run_id,
+                at=at if at is not None else self.clock(),
+                kind=kind,
+                from_status=from_status,
+                to_status=to_status,
+                reason=reason,
+                actor=actor or self.actor,
+                host=self.host,
+            )
+        )
+
+    def add_event(self, run_id: int, kind: str, reason: str, actor: str | None = None) -> None:
+        """Append a non-transition event (hung, output truncated, adopted, ...)."""
+        with self._write() as conn:
+            self._event(conn, run_id, kind, reason=reason, actor=actor)
+
+    def events(self, run_id: int) -> list[EventRecord]:
+        with self._read() as conn:
+            rows = conn.execute(
+                select(events_table)
+                .where(events_table.c.run_id == run_id)
+                .order_by(events_table.c.id)
+            ).mappings()
+            return [EventRecord.from_row(r) for r in rows]
+
+    # -- reads
+
+    def get_run(self, run_id: int) -> RunRecord:
+        with self._read() as conn:
+            return self._get(conn, run_id)
+
+    def _get(self, conn: Connection, run_id: int) -> RunRecord:
+        row = conn.execute(select(runs_table).where(runs_table.c.id == run_id)).mappings().first()
+        if row is None:
+            raise NotFoundError(f"no run with id {run_id}")
+        return RunRecord.from_row(row)
+
+    def list_runs(
+        self,
+        statuses: Iterable[Status] | None = None,
+        *,
+        session_id: str | None = None,
+        worker_id: str | None = None,
+        host: str | None = None,
+        limit: int | None = None,
+    ) -> list[RunRecord]:
+        query = select(runs_table).order_by(runs_table.c.id)
+        if statuses is not None:
+            query = query.where(runs_table.c.status.in_([str(s) for s in statuses]))
+        if session_id is not None:
+            query = query.where(runs_table.c.session_id == session_id)
+        if worker_id is not None:
+            query = query.where(runs_table.c.worker_id == worker_id)
+        if host is not None:
+            query = query.where(runs_table.c.host == host)
+        if limit is not None:
+            query = query.order_by(None).order_by(runs_table.c.id.desc()).limit(limit)
+        with self._read() as conn:
+            runs = [RunRecord.from_row(r) for r in conn.execute(query).mappings()]
+        if limit is not None:
+            runs.reverse()
+        return runs
+
+    def count_by_status(self) -> dict[Status, int]:
+        with self._read() as conn:
+            rows = conn.execute(
+                select(runs_table.c.status, func.count()).group_by(runs_table.c.status)
+            ).all()
+        return {Status(s): n for s, n in rows}
+
+    def last_run_in_session(self, session_id: str) -> RunRecord | None:
+        runs = self.list_runs(session_id=session_id, limit=1)
+        return runs[0] if runs else None
+
+    # -- creating runs
+
+    def add_run(
+        self,
+        *,
+        argv: Sequence[str],
+        cwd: str,
+        session_id: str,
+        name: str = "",
+        agent: str = "default",
+        env: dict[str, str] | None = None,
+        timeout_s: float | None = None,
+        hung_after_s: float = 300.0,
+        max_retries: int = 0,
+        actor: str | None = None,
+    ) -> RunRecord:
+        """Insert a queued run and its creation event in one transaction."""
+        if not argv:
+            raise QqError("empty command: give the command after --")
+        now = self.clock()
+        with self._write() as conn:
+            row = (
+                conn.execute(
+                    runs_table.insert()
+                    .values(
+                        name=name,
+                        agent=agent,
+                        argv=list(argv),
+                        cwd=cwd,
+                        env=dict(env or {}),
+                        session_id=session_id,
+                        status=str(Status.QUEUED),
+                        attempt=1,
+                        max_retries=max_retries,
+                        timeout_s=timeout_s,
+                        hung_after_s=hung_after_s,
+                        created_at=now,
+                        version=1,
+                        hung=False,
+                        cancel_requested=False,
+                        kill_requested=False,
+                        output_bytes=0,
+                    )
+                    .returning(runs_table)
+                )
+                .mappings()
+                .one()
+            )
+            self._event(
+                conn,
+                row["id"],
+                "transition",
+                to_status="queued",
+                reason="added",
+                actor=actor,
+                at=now,
+            )
+        return RunRecord.from_row(row)
+
+    # -- the claim
+
+    def claim_runs(self, worker_id: str, limit: int = 1) -> list[RunRecord]:
+        """Atomically move up to `limit` due queued runs to running for `worker_id`.
+
+        One conditional UPDATE ... RETURNING inside an IMMEDIATE transaction: each
+        attempt is claimed by exactly one worker, ever.
+        """
+        if limit <= 0:
+            return []
+        now = self.clock()
+        token = uuid.uuid4().hex
+        due = (
+            select(runs_table.c.id)
+            .where(
+                runs_table.c.status == str(Status.QUEUED),
+                or_(runs_table.c.not_before.is_(None), runs_table.c.not_before <= now),
+            )
+            .order_by(runs_table.c.id)
+            .limit(limit)
+            .scalar_subquery()
+        )
+        stmt = (
+            update(runs_table)
+            .where(runs_table.c.id.in_(due), runs_table.c.status == str(Status.QUEUED))
+            .values(
+                status=str(Status.RUNNING),
+                worker_id=worker_id,
+                host=self.host,
+                claim_token=token,
+                started_at=now,
+                finished_at=None,
+                heartbeat_at=now,
+                activity_at=now,
+                exit_code=None,
+                signal=None,
+                reason=None,
+                version=runs_table.c.version + 1,
+            )
+            .returning(runs_table)
+        )
+        with self._write() as conn:
+            rows = list(conn.execute(stmt).mappings())
+            for row in rows:
+                self._event(
+                    conn,
+                    row["id"],
+                    "transition",
+                    from_status="queued",
+                    to_status="running",
+                    reason=f"claimed by worker {worker_id} (attempt {row['attempt']})",
+                    actor=f"worker:{worker_id}",
+                    at=now,
+                )
+        return sorted((RunRecord.from_row(r) for r in rows), key=lambda r: r.id)
+
+    def next_due_at(self) -> float | None:
+        """When the earliest queued run becomes claimable (None: nothing queued)."""
+        with self._read() as conn:
+            return conn.execute(
+                select(func.min(func.coalesce(runs_table.c.not_before, 0.0))).where(
+                    runs_table.c.status == str(Status.QUEUED)
+                )
+            ).scalar_one_or_none()
+
+    # -- owner writes (fenced by the claim token, no version bump: they carry no decision)
+
+    def _owner_update(self, run_id: int, token: str, **values: Any) -> bool:
+        with self._write() as conn:
+            result = conn.execute(
+                update(runs_table)
+                .where(
+                    runs_table.c.id == run_id,
+                    runs_table.c.claim_token == token,
+                    runs_table.c.status == str(Status.RUNNING),
+                )
+                .values(**values)
+            )
+            return result.rowcount == 1
+
+    def record_spawn(
+        self,
+        run_id: int,
+        token: str,
+        *,
+        pid: int,
+        pid_create_time: float,
+        pgid: int,
+        shim_pid: int,
+        shim_create_time: float,
+    ) -> None:
+        if not self._owner_update(
+            run_id,
+            token,
+            pid=pid,
+            pid_create_time=pid_create_time,
+            pgid=pgid,
+            shim_pid=shim_pid,
+            shim_create_time=shim_create_time,
+        ):
+            raise StaleClaimError(f"run {run_id}: claim superseded before its spawn was recorded")
+
+    def record_activity(
+        self, run_id: int, token: str, *, activity_at: float, output_bytes: int
+    ) -> bool:
+        return self._owner_update(run_id, token, activity_at=activity_at, output_bytes=output_bytes)
+
+    def set_hung(self, run_id: int, token: str, hung: bool, reason: str) -> bool:
+        """Flip the hung flag and log one event for the flip."""
+        with self._write() as conn:
+            result = conn.execute(
+                update(runs_table)
+                .where(
+                    runs_table.c.id == run_id,
+                    runs_table.c.claim_token == token,
+                    runs_table.c.status == str(Status.RUNNING),
+                    runs_table.c.hung == (not hung),
+                )
+                .values(hung=hung)
+            )
+            if result.rowcount != 1:
+                return False
+            self._event(conn, run_id, "hung" if hung else "unhung", reason=reason)
+            return True
+
+    def mark_stopping(
+        self, run_id: int, token: str, cause: str, reason: str, *, override: bool = False
+    ) -> bool:
+        """Remember why we are terminating a run (timeout, cancel, kill) so the end is
+        recorded right even if this supervisor dies before the process does."""
+        with self._write() as conn:
+            result = conn.execute(
+                update(runs_table)
+                .where(
+                    runs_table.c.id == run_id,
+                    runs_table.c.claim_token == token,
+                    runs_table.c.status == str(Status.RUNNING),
+                    # First cause wins, except that a kill supersedes a slower stop.
+                    or_(runs_table.c.stop_cause.is_(None), runs_table.c.stop_cause != cause)
+                    if override
+                    else runs_table.c.stop_cause.is_(None),
+                )
+                .values(stop_cause=cause)
+            )
+            if result.rowcount != 1:
+                return False
+            self._event(conn, run_id, "stopping", reason=reason)
+            return True
+
+    def heartbeat_runs(self, worker_id: str, run_ids: Sequence[int]) -> None:
+        """One statement for every run this worker supervises."""
+        if not run_ids:
+            return
+        with self._write() as conn:
+            conn.execute(
+                update(runs_table)
+                .where(
+                    runs_table.c.worker_id == worker_id,
+                    runs_table.c.status == str(Status.RUNNING),
+                    runs_table.c.id.in_(list(run_ids)),
+                )
+                .values(heartbeat_at=self.clock())
+            )
+
+    # -- transitions
+
+    def _transition(
+        self,
+        run_id: int,
+        new: Status,
+        *,
+        reason: str,
+        values: dict[str, Any] | None = None,
+        token: str | None = None,
+        expect: frozenset[Status] | None = None,
+        actor: str | None = None,
+        kind: str = "transition",
+    ) -> RunRecord:
+        """Optimistic transition: read, check, conditional UPDATE on (status, version
+        [, token]); a lost race is retried, then raised as UpdateConflictError."""
+        for _ in range(MAX_RACE_RETRIES + 1):
+            current = self.get_run(run_id)
+            if token is not None and current.claim_token != token:
+                raise StaleClaimError(f"run {run_id}: this worker no longer owns it")
+            if expect is not None and current.status not in expect:
+                raise IllegalTransitionError(
+                    f"run {run_id} is {current.status}, cannot move it to {new}"
+                )
+            if not transition_allowed(current.status, new):
+                raise IllegalTransitionError(
+                    f"run {run_id} is {current.status}, cannot move it to {new}"
+                )
+            if self._between_read_and_write is not None:
+                self._between_read_and_write(run_id)
+            conditions = [
+                runs_table.c.id == run_id,
+                runs_table.c.status == str(current.status),
+                runs_table.c.version == current.version,
+            ]
+            if token is not None:
+                conditions.append(runs_table.c.claim_token == token)
+            with self._write() as conn:
+                row = (
+                    conn.execute(
+                        update(runs_table)
+                        .where(and_(*conditions))
+                        .values(
+                            status=str(new),
+                            version=runs_table.c.version + 1,
+                            reason=reason,
+                            **(values or {}),
+                        )
+                        .returning(runs_table)
+                    )
+                    .mappings()
+                    .first()
+                )
+                if row is None:
+                    continue  # lost the race: re-read and decide again
+                self._event(
+                    conn,
+                    run_id,
+                    kind,
+                    from_status=str(current.status),
+                    to_status=str(new),
+                    reason=reason,
+                    actor=actor,
+                )
+                return RunRecord.from_row(row)
+        raise UpdateConflictError(
+            f"run {run_id} kept changing under us; gave up after {MAX_RACE_RETRIES} retries"
+        )
+
+    def finish_run(
+        self,
+        run_id: int,
+        token: str,
+        status: Status,
+        *,
+        reason: str,
+        exit_code: int | None = None,
+        signal: int | None = None,
+        output_bytes: int | None = None,
+        actor: str | None = None,
+    ) -> RunRecord:
+        """End the current attempt; fenced by the claim token."""
+        if status not in FINAL_STATUSES:
+            raise IllegalTransitionError(f"{status} is not an end state")
+        values: dict[str, Any] = {
+            "finished_at": self.clock(),
+            "exit_code": exit_code,
+            "signal": signal,
+            "hung": False,
+        }
+        if output_bytes is not None:
+            values["output_bytes"] = output_bytes
+        return self._transition(
+            run_id, status, reason=reason, values=values, token=token, actor=actor
+        )
+
+    def requeue_for_retry(
+        self,
+        run_id: int,
+        token: str,
+        *,
+        not_before: float,
+        reason: str,
+        exit_code: int | None = None,
+        signal: int | None = None,
+        actor: str | None = None,
+    ) -> RunRecord:
+        """A failed attempt with retries left goes back to the queue as the next attempt."""
+        current = self.get_run(run_id)
+        values = dict(_ATTEMPT_FIELDS_RESET)
+        values.update(
+            attempt=current.attempt + 1,
+            not_before=not_before,
+            finished_at=None,
+            exit_code=exit_code,
+            signal=signal,
+        )
+        return self._transition(
+            run_id,
+            Status.QUEUED,
+            reason=reason,
+            values=values,
+            token=token,
+            actor=actor,
+            expect=frozenset({Status.RUNNING}),
+        )
+
+    def adopt_run(self, run_id: int, old_token: str | None, worker_id: str, reason: str) -> str:
+        """Take over a running run whose worker died; returns the new claim token."""
+        new_token = uuid.uuid4().hex
+        with self._write() as conn:
+            cond = [runs_table.c.id == run_id, runs_table.c.status == str(Status.RUNNING)]
+            cond.append(
+                runs_table.c.claim_token.is_(None)
+                if old_token is None
+                else runs_table.c.claim_token == old_token
+            )
+            result = conn.execute(
+                update(runs_table)
+                .where(*cond)
+                .values(
+                    worker_id=worker_id,
+                    claim_token=new_token,
+                    heartbeat_at=self.clock(),
+                    host=self.host,
+                    version=runs_table.c.version + 1,
+                )
+            )
+            if result.rowcount != 1:
+                raise StaleClaimError(f"run {run_id}: someone else took it over first")
+            self._event(conn, run_id, "adopted", reason=reason, actor=f"worker:{worker_id}")
+        return new_token
+
+    # -- user intents
+
+    def request_cancel(
+        self, run_id: int, *, grace_s: float = 10.0, actor: str | None = None
+    ) -> RunRecord:
+        """Cancel: a queued run ends now; a running one is asked to stop (TERM, grace, KILL)."""
+        return self._request_stop(run_id, kill=False, grace_s=grace_s, actor=actor)
+
+    def request_kill(self, run_id: int, *, actor: str | None = None) -> RunRecord:
+        """Kill: a queued run ends now; a running one's tree gets SIGKILL at once."""
+        return self._request_stop(run_id, kill=True, grace_s=0.0, actor=actor)
+
+    def _request_stop(
+        self, run_id: int, *, kill: bool, grace_s: float, actor: str | None
+    ) -> RunRecord:
+        verb = "killed" if kill else "cancelled"
+        for _ in range(MAX_RACE_RETRIES + 1):
+            current = self.get_run(run_id)
+            if current.status is Status.QUEUED:
+                try:
+                    return self._transition(
+                        run_id,
+                        Status.CANCELLED,
+                        reason=f"{verb} by user before it started",
+                        values={"finished_at": self.clock()},
+                        expect=frozenset({Status.QUEUED}),
+                        actor=actor,
+                    )
+                except IllegalTransitionError:
+                    continue  # claimed meanwhile: handle it as running
+            if current.status is not Status.RUNNING:
+                raise IllegalTransitionError(
+                    f"run {run_id} is already {current.status}; nothing to {verb[:-2]}"
+                )
+            values: dict[str, Any] = (
+                {"kill_requested": True}
+                if kill
+                else {"cancel_requested": True, "cancel_grace_s": grace_s}
+            )
+            with self._write() as conn:
+                result = conn.execute(
+                    update(runs_table)
+                    .where(
+                        runs_table.c.id == run_id,
+                        runs_table.c.status == str(Status.RUNNING),
+                        runs_table.c.version == current.version,
+                    )
+                    .values(version=runs_table.c.version + 1, **values)
+                )
+                if result.rowcount != 1:
+                    continue
+                self._event(
+                    conn,
+                    run_id,
+                    "kill_requested" if kill else "cancel_requested",
+                    reason=f"kill requested by {actor or self.actor}"
+                    if kill
+                    else f"cancel requested by {actor or self.actor} (grace {grace_s:g}s)",
+                    actor=actor,
+                )
+            return self.get_run(run_id)
+        raise UpdateConflictError(
+            f"run {run_id} kept changing under us; gave up after {MAX_RACE_RETRIES} retries"
+        )
+
+    def retry_run(self, run_id: int, *, actor: str | None = None) -> RunRecord:
+        """A finished run goes back to the queue as a new attempt."""
+        current = self.get_run(run_id)
+        if not current.status.is_final:
+            raise IllegalTransitionError(
+                f"run {run_id} is {current.status}; only finished runs can be retried"
+            )
+        values = dict(_ATTEMPT_FIELDS_RESET)
+        values.update(
+            attempt=current.attempt + 1,
+            not_before=None,
+            started_at=None,
+            finished_at=None,
+            exit_code=None,
+            signal=None,
+            activity_at=None,
+        )
+        return self._transition(
+            run_id,
+            Status.QUEUED,
+            reason="retried by user",
+            values=values,
+            actor=actor,
+            expect=FINAL_STATUSES,
+        )
+
+    # -- workers
+
+    def register_worker(
+        self, *, worker_id: str, pid: int, pid_create_time: float, boot_id: str
+    ) -> WorkerRecord:
+        now = self.clock()
+        with self._write() as conn:
+            conn.execute(
+                workers_table.insert().values(
+                    id=worker_id,
+                    host=self.host,
+                    pid=pid,
+                    pid_create_time=pid_create_time,
+                    boot_id=boot_id,
+                    started_at=now,
+                    heartbeat_at=now,
+                )
+            )
+        return self.get_worker(worker_id)
+
+    def heartbeat_worker(self, worker_id: str) -> None:
+        with self._write() as conn:
+            conn.execute(
+                update(workers_table)
+                .where(workers_table.c.id == worker_id)
+                .values(heartbeat_at=self.clock())
+            )
+
+    def stop_worker(self, worker_id: str) -> None:
+        with self._write() as conn:
+            conn.execute(
+                update(workers_table)
+                .where(workers_table.c.id == worker_id)
+                .values(stopped_at=self.clock())
+            )
+
+    def get_worker(self, worker_id: str) -> WorkerRecord:
+        with self._read() as conn:
+            row = (
+                conn.execute(select(workers_table).where(workers_table.c.id == worker_id))
+                .mappings()
+                .first()
+            )
+        if row is None:
+            raise NotFoundError(f"no worker {worker_id}")
+        return WorkerRecord.from_row(row)
+
+    def workers(self, *, host: str | None = None, live_only: bool = False) -> list[WorkerRecord]:
+        query = select(workers_table).order_by(workers_table.c.started_at)
+        if host is not None:
+            query = query.where(workers_table.c.host == host)
+        if live_only:
+            query = query.where(workers_table.c.stopped_at.is_(None))
+        with self._read() as conn:
+            return [WorkerRecord.from_row(r) for r in conn.execute(query).mappings()]
+
+
+def _db_error(exc: DatabaseError) -> str:
+    text = str(exc.orig) if getattr(exc, "orig", None) is not None else str(exc)
+    if isinstance(exc, OperationalError) and "locked" in text:
+        return "the database is locked by another process"
+    if "not a database" in text or "malformed" in text:
+        return "the file is not a qqtui database or is corrupt"
+    return text.splitlines()[0]

@@ -1,0 +1,667 @@
+"""The worker loop: claim, spawn, watch, heartbeat, time out, cancel, finish, recover.
+
+One thread, one `select()`: it wakes on a nudge from a writer, on a shim's report
+(the command ended), or at the poll interval. Every decision goes through the
+store; every end is recorded with a reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import random
+import select
+import signal
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+from qqtui.core import sessions
+from qqtui.core.launch import run_paths
+from qqtui.core.procs import (
+    DEFAULT_LOG_CAP,
+    RunEnvironment,
+    RunTarget,
+    Spawned,
+    SpawnError,
+    TreeKill,
+    boot_id,
+    create_time_from_ticks,
+    is_alive,
+    spawn_run,
+)
+from qqtui.core.records import RunRecord, StaleClaimError, Status, WorkerRecord
+from qqtui.core.store import Store
+from qqtui.core.wakeup import WakeSocket
+
+log = logging.getLogger("qqtui.supervisor")
+
+
+@dataclass(frozen=True, slots=True)
+class SupervisorConfig:
+    concurrency: int = 4
+    poll_s: float = 0.5
+    heartbeat_s: float = 2.0
+    recovery_s: float = 5.0
+    kill_grace_s: float = 10.0  # timeouts and --stop-runs: TERM, this long, then KILL
+    leftover_grace_s: float = 2.0  # processes still alive after the command exited
+    log_cap: int = DEFAULT_LOG_CAP
+    retry_base_s: float = 2.0
+    retry_cap_s: float = 300.0
+    until_idle: bool = False
+    stop_runs_on_exit: bool = False
+
+
+def signal_name(sig: int) -> str:
+    try:
+        return signal.Signals(sig).name
+    except ValueError:
+        return f"signal {sig}"
+
+
+def describe_exit(exit_code: int | None, sig: int | None) -> str:
+    if sig is not None:
+        return f"killed by {signal_name(sig)}"
+    return f"exit {exit_code}"
+
+
+@dataclass(slots=True)
+class Tracked:
+    """A running run this supervisor owns."""
+
+    run: RunRecord
+    token: str
+    run_dir: Path
+    spawned: Spawned | None = None  # None when adopted from a dead worker
+    killer: TreeKill | None = None
+    killer_cause: str | None = None
+    log_size: int = -1
+    heartbeat_mtime: float = 0.0
+    ended: bool = False
+
+    @property
+    def status_path(self) -> Path:
+        return self.run_dir / sessions.STATUS_FILE
+
+    @property
+    def log_path(self) -> Path:
+        return self.run_dir / sessions.OUTPUT_LOG
+
+    @property
+    def heartbeat_path(self) -> Path:
+        return self.run_dir / sessions.HEARTBEAT_FILE
+
+
+def run_target(run: RunRecord, home: Path) -> RunTarget:
+    return RunTarget(
+        run_id=run.id,
+        home=home,
+        attempt=run.attempt,
+        pid=run.pid,
+        pid_create_time=run.pid_create_time,
+        pgid=run.pgid,
+        shim_pid=run.shim_pid,
+        shim_create_time=run.shim_create_time,
+    )
+
+
+@dataclass(slots=True)
+class Supervisor:
+    store: Store
+    home: Path
+    config: SupervisorConfig = field(default_factory=SupervisorConfig)
+    clock: Callable[[], float] = time.time
+    worker_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    tracked: dict[int, Tracked] = field(default_factory=dict)
+    leftovers: list[TreeKill] = field(default_factory=list)
+    stopping: bool = False
+    boot: str = field(default_factory=boot_id)
+    _wake: WakeSocket | None = None
+    _last_heartbeat: float = 0.0
+    _last_recovery: float = 0.0
+
+    # -- lifecycle
+
+    def start(self) -> WorkerRecord:
+        me = psutil.Process()
+        record = self.store.register_worker(
+            worker_id=self.worker_id,
+            pid=me.pid,
+            pid_create_time=me.create_time(),
+            boot_id=self.boot,
+        )
+        self._wake = WakeSocket(str(self.store.engine.url), self.worker_id)
+        self.recover()
+        return record
+
+    def request_stop(self, *_: object) -> None:
+        self.stopping = True
+
+    def run_forever(self) -> int:
+        """The `qqtui worker` main loop; returns the process exit code."""
+        previous = {
+            sig: signal.signal(sig, self.request_stop) for sig in (signal.SIGTERM, signal.SIGINT)
+        }
+        try:
+            self.start()
+            while not self.stopping:
+                self.tick()
+                if self.config.until_idle and self._idle():
+                    break
+                self._wait()
+            self.shutdown()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        return 0
+
+    def shutdown(self) -> None:
+        """Stop claiming. Runs stay alive for the next worker to adopt, unless
+        `stop_runs_on_exit`, in which case their trees are stopped and recorded."""
+        if self.config.stop_runs_on_exit:
+            for tracked in self.tracked.values():
+                self._begin_stop(tracked, "shutdown", self.config.kill_grace_s)
+            deadline = time.monotonic() + self.config.kill_grace_s + 5
+            while self.tracked and time.monotonic() < deadline:
+                self.tick(claim=False)
+                self._wait(max_s=0.1)
+        for tracked in self.tracked.values():
+            if tracked.spawned is not None:
+                # Drop our end of the report pipe without waiting: the shim lives on.
+                with contextlib.suppress(OSError):
+                    tracked.spawned.shim.stdout.close()  # type: ignore[union-attr]
+        for killer in self.leftovers:
+            killer.finish(settle_s=0.5)
+        self.store.stop_worker(self.worker_id)
+        if self._wake is not None:
+            self._wake.close()
+
+    def _idle(self) -> bool:
+        if self.tracked or self.leftovers:
+            return False
+        counts = self.store.count_by_status()
+        return counts.get(Status.QUEUED, 0) == 0
+
+    def _wait(self, max_s: float | None = None) -> None:
+        timeout = self.config.poll_s if max_s is None else max_s
+        now = time.monotonic()
+        for tracked in self.tracked.values():
+            if tracked.killer is not None:
+                timeout = min(
+                    timeout, max(0.0, tracked.killer.started_at + tracked.killer.grace_s - now)
+                )
+        fds: list[int] = [
+            t.spawned.report_fd for t in self.tracked.values() if t.spawned and not t.ended
+        ]
+        if self._wake is not None:
+            fds.append(self._wake.fileno())
+        try:
+            ready, _, _ = select.select(fds, [], [], timeout)
+        except (InterruptedError, ValueError, OSError):
+            return
+        if self._wake is not None and self._wake.fileno() in ready:
+            self._wake.drain()
+
+    # -- one pass
+
+    def tick(self, *, claim: bool = True) -> None:
+        now = self.clock()
+        self._collect_ends()
+        self._act_on_requests()
+        self._enforce_timeouts(now)
+        self._advance_killers()
+        self._watch_activity(now)
+        if time.monotonic() - self._last_heartbeat >= self.config.heartbeat_s:
+            self._last_heartbeat = time.monotonic()
+            self.store.heartbeat_worker(self.worker_id)
+            self.store.heartbeat_runs(self.worker_id, list(self.tracked))
+        if time.monotonic() - self._last_recovery >= self.config.recovery_s:
+            self.recover()
+        if claim and not self.stopping:
+            self._claim()
+
+    # -- claiming and spawning
+
+    def _claim(self) -> None:
+        free = self.config.concurrency - len(self.tracked)
+        if free <= 0:
+            return
+        for run in self.store.claim_runs(self.worker_id, free):
+            self._spawn(run)
+
+    def _spawn(self, run: RunRecord) -> None:
+        assert run.claim_token is not None
+        try:
+            session_path, run_dir = run_paths(self.home, run)
+            sessions.create_session_dir(self.home, run.agent, run.session_id)
+            sessions.create_run_dir(session_path, run.id)
+            status_path = run_dir / sessions.STATUS_FILE
+            with contextlib.suppress(FileNotFoundError):
+                status_path.unlink()  # a previous attempt's record must not be read as ours
+            heartbeat = run_dir / sessions.HEARTBEAT_FILE
+            heartbeat.touch(mode=0o600)
+            log_path = run_dir / sessions.OUTPUT_LOG
+            if run.attempt > 1:
+                fd = sessions.open_append_log(log_path)
+                with contextlib.closing(os.fdopen(fd, "ab")) as fh:
+                    fh.write(f"[qqtui] attempt {run.attempt}\n".encode())
+            spawned = spawn_run(
+                run_env=RunEnvironment(
+                    run_id=run.id,
+                    home=self.home,
+                    session_id=run.session_id,
+                    session_dir=session_path,
+                    heartbeat_file=heartbeat,
+                    attempt=run.attempt,
+                ),
+                argv=run.argv,
+                cwd=run.cwd,
+                env_overrides=run.env,
+                log_path=log_path,
+                status_path=status_path,
+                log_cap=self.config.log_cap,
+            )
+        except (SpawnError, sessions.SessionError, OSError) as exc:
+            self._finish(run, run.claim_token, Status.FAILED, reason=str(exc))
+            return
+        try:
+            self.store.record_spawn(
+                run.id,
+                run.claim_token,
+                pid=spawned.pid,
+                pid_create_time=spawned.pid_create_time,
+                pgid=spawned.pgid,
+                shim_pid=spawned.shim.pid,
+                shim_create_time=spawned.shim_create_time,
+            )
+        except StaleClaimError:
+            # Someone fenced us out between claim and spawn: this attempt is theirs now.
+            TreeKill(self._target_of(run, spawned), 0).finish()
+            spawned.close()
+            return
+        run = self.store.get_run(run.id)
+        self.tracked[run.id] = Tracked(
+            run=run, token=run.claim_token or "", run_dir=run_dir, spawned=spawned
+        )
+
+    def _target_of(self, run: RunRecord, spawned: Spawned) -> RunTarget:
+        return RunTarget(
+            run_id=run.id,
+            home=self.home,
+            attempt=run.attempt,
+            pid=spawned.pid,
+            pid_create_time=spawned.pid_create_time,
+            pgid=spawned.pgid,
+            shim_pid=spawned.shim.pid,
+            shim_create_time=spawned.shim_create_time,
+        )
+
+    # -- ends
+
+    def _collect_ends(self) -> None:
+        for tracked in list(self.tracked.values()):
+            exit_info = self._exit_info(tracked)
+            if exit_info is None:
+                continue
+            self._on_end(tracked, exit_info)
+
+    def _exit_info(self, tracked: Tracked) -> dict | None:
+        spawned = tracked.spawned
+        if spawned is not None:
+            if spawned.exit_report is None:
+                spawned.read_reports()
+            if spawned.exit_report is not None:
+                return dict(spawned.exit_report)
+            if spawned.shim.poll() is None:
+                return None
+            # The shim ended without telling us: its status file is the record.
+        status = _read_status(tracked.status_path, tracked.run.attempt)
+        if status is not None and ("exit_code" in status or "signal" in status):
+            return status
+        run = tracked.run
+        if spawned is None and (
+            is_alive(run.shim_pid, run.shim_create_time) or is_alive(run.pid, run.pid_create_time)
+        ):
+            return None
+        return {"unknown": True}
+
+    def _on_end(self, tracked: Tracked, exit_info: dict) -> None:
+        run = self.store.get_run(tracked.run.id)
+        exit_code = exit_info.get("exit_code")
+        sig = exit_info.get("signal")
+        status_info = _read_status(tracked.status_path, run.attempt) or {}
+        output_bytes = status_info.get("output_bytes")
+        if exit_info.get("unknown"):
+            status, reason = Status.LOST, "the run's shim vanished; its exit status is unknown"
+        elif run.stop_cause == "timeout":
+            status, reason = Status.TIMED_OUT, f"timed out after {run.timeout_s:g}s"
+        elif run.stop_cause == "kill" or (run.kill_requested and tracked.killer is not None):
+            status, reason = Status.CANCELLED, f"killed by user ({describe_exit(exit_code, sig)})"
+        elif run.stop_cause == "cancel":
+            status, reason = (
+                Status.CANCELLED,
+                f"cancelled by user ({describe_exit(exit_code, sig)})",
+            )
+        elif run.stop_cause == "shutdown":
+            status, reason = Status.CANCELLED, "stopped with the worker (--stop-runs)"
+        elif exit_code == 0 and sig is None:
+            status, reason = Status.SUCCEEDED, "exit 0"
+        else:
+            status, reason = Status.FAILED, describe_exit(exit_code, sig)
+        self._finish(
+            run,
+            tracked.token,
+            status,
+            reason=reason,
+            exit_code=exit_code,
+            sig=sig,
+            output_bytes=output_bytes,
+        )
+        tracked.ended = True
+        self._forget(tracked, leftovers=True)
+
+    def _finish(
+        self,
+        run: RunRecord,
+        token: str,
+        status: Status,
+        *,
+        reason: str,
+        exit_code: int | None = None,
+        sig: int | None = None,
+        output_bytes: int | None = None,
+    ) -> None:
+        actor = f"worker:{self.worker_id}"
+        try:
+            if status is Status.FAILED and run.attempt <= run.max_retries:
+                delay = min(
+                    self.config.retry_cap_s, self.config.retry_base_s * 2 ** (run.attempt - 1)
+                )
+                delay *= random.uniform(0.5, 1.0)  # jitter: retries of many runs spread out
+                self.store.requeue_for_retry(
+                    run.id,
+                    token,
+                    not_before=self.clock() + delay,
+                    reason=f"{reason}; retry {run.attempt} of {run.max_retries} in {delay:.1f}s",
+                    exit_code=exit_code,
+                    signal=sig,
+                    actor=actor,
+                )
+                return
+            self.store.finish_run(
+                run.id,
+                token,
+                status,
+                reason=reason,
+                exit_code=exit_code,
+                signal=sig,
+                output_bytes=output_bytes,
+                actor=actor,
+            )
+        except StaleClaimError:
+            log.warning("run %s: finished, but another worker owns it now", run.id)
+
+    def _forget(self, tracked: Tracked, *, leftovers: bool) -> None:
+        self.tracked.pop(tracked.run.id, None)
+        target = run_target(tracked.run, self.home)
+        if tracked.spawned is not None:
+            tracked.spawned.close()
+        if leftovers:
+            # Whatever the command left behind (daemonized children, setsid escapees)
+            # dies with it: TERM now, KILL after a short grace.
+            killer = TreeKill(target, self.config.leftover_grace_s)
+            if killer.start(time.monotonic()):
+                self.leftovers.append(killer)
+        if tracked.spawned is not None:
+            with contextlib.suppress(Exception):
+                tracked.spawned.shim.wait(timeout=5)
+
+    # -- cancel, kill, timeout
+
+    def _act_on_requests(self) -> None:
+        if not self.tracked:
+            return
+        fresh = {r.id: r for r in self.store.list_runs([Status.RUNNING], worker_id=self.worker_id)}
+        for run_id, tracked in list(self.tracked.items()):
+            run = fresh.get(run_id)
+            if run is None or run.claim_token != tracked.token:
+                # Fenced out (another worker declared us dead and took over): stop watching.
+                log.warning("run %s is no longer ours; letting go", run_id)
+                self.tracked.pop(run_id, None)
+                if tracked.spawned is not None:
+                    tracked.spawned.close()
+                continue
+            tracked.run = run
+            if run.kill_requested and tracked.killer_cause != "kill":
+                self._begin_stop(tracked, "kill", 0.0)
+            elif run.cancel_requested and tracked.killer is None:
+                grace = run.cancel_grace_s if run.cancel_grace_s is not None else 10.0
+                self._begin_stop(tracked, "cancel", grace)
+            elif run.stop_cause and tracked.killer is None:
+                # Adopted mid-stop: pick the stop up where the dead worker left it.
+                self._begin_stop(tracked, run.stop_cause, self.config.kill_grace_s)
+
+    def _enforce_timeouts(self, now: float) -> None:
+        for tracked in self.tracked.values():
+            run = tracked.run
+            if (
+                run.timeout_s is not None
+                and run.started_at is not None
+                and tracked.killer is None
+                and now - run.started_at >= run.timeout_s
+            ):
+                self._begin_stop(tracked, "timeout", self.config.kill_grace_s)
+
+    def _begin_stop(self, tracked: Tracked, cause: str, grace_s: float) -> None:
+        reasons = {
+            "timeout": f"timeout of {tracked.run.timeout_s}s reached: TERM, then KILL after {grace_s:g}s",
+            "cancel": f"cancelling: TERM, then KILL after {grace_s:g}s",
+            "kill": "killing the process tree now",
+            "shutdown": f"worker stopping with --stop-runs: TERM, then KILL after {grace_s:g}s",
+        }
+        with contextlib.suppress(StaleClaimError):
+            self.store.mark_stopping(
+                tracked.run.id, tracked.token, cause, reasons[cause], override=cause == "kill"
+            )
+        tracked.killer_cause = cause
+        tracked.killer = TreeKill(run_target(tracked.run, self.home), grace_s)
+        if grace_s <= 0:
+            tracked.killer.started_at = time.monotonic()
+            self._report_survivors(tracked.run.id, tracked.killer.finish(settle_s=0.5))
+        else:
+            tracked.killer.start(time.monotonic())
+
+    def _advance_killers(self) -> None:
+        now = time.monotonic()
+        for tracked in self.tracked.values():
+            killer = tracked.killer
+            if killer is not None and killer.grace_s > 0 and killer.due(now):
+                killer.grace_s = 0  # KILL once; the end comes through the shim's report
+                self._report_survivors(tracked.run.id, killer.finish(settle_s=0.5))
+        still: list[TreeKill] = []
+        for killer in self.leftovers:
+            if killer.due(now):
+                killer.finish(settle_s=0.5)
+            else:
+                still.append(killer)
+        self.leftovers = still
+
+    def _report_survivors(self, run_id: int, survivors: list[psutil.Process]) -> None:
+        if survivors:
+            pids = ", ".join(str(p.pid) for p in survivors)
+            self.store.add_event(
+                run_id,
+                "kill_failed",
+                f"could not kill pids {pids}",
+                actor=f"worker:{self.worker_id}",
+            )
+
+    # -- activity and hung detection
+
+    def _watch_activity(self, now: float) -> None:
+        for tracked in self.tracked.values():
+            run = tracked.run
+            active_at: float | None = None
+            try:
+                size = tracked.log_path.stat().st_size
+            except OSError:
+                size = tracked.log_size
+            if size != tracked.log_size:
+                if tracked.log_size >= 0:
+                    active_at = now
+                tracked.log_size = size
+            try:
+                mtime = tracked.heartbeat_path.stat().st_mtime
+            except OSError:
+                mtime = tracked.heartbeat_mtime
+            if mtime > tracked.heartbeat_mtime:
+                if tracked.heartbeat_mtime > 0:
+                    active_at = max(active_at or 0.0, min(mtime, now))
+                tracked.heartbeat_mtime = mtime
+            if active_at is not None:
+                self.store.record_activity(
+                    run.id, tracked.token, activity_at=active_at, output_bytes=max(size, 0)
+                )
+                tracked.run = run = _with(run, activity_at=active_at)
+                if run.hung:
+                    self.store.set_hung(run.id, tracked.token, False, "activity resumed")
+                    tracked.run = _with(run, hung=False)
+                continue
+            last = run.activity_at or run.started_at or now
+            idle = now - last
+            if (
+                not run.hung
+                and idle >= run.hung_after_s
+                and self.store.set_hung(
+                    run.id,
+                    tracked.token,
+                    True,
+                    f"no output and no heartbeat for {idle:.0f}s (threshold {run.hung_after_s:g}s)",
+                )
+            ):
+                tracked.run = _with(run, hung=True)
+
+    # -- recovery
+
+    def recover(self) -> None:
+        """Adopt or finalize running runs on this host whose worker is dead."""
+        self._last_recovery = time.monotonic()
+        workers = {w.id: w for w in self.store.workers(host=self.store.host)}
+        for run in self.store.list_runs([Status.RUNNING], host=self.store.host):
+            if run.worker_id == self.worker_id or run.id in self.tracked:
+                continue
+            owner = workers.get(run.worker_id or "")
+            if owner is not None and self._worker_alive(owner):
+                continue
+            with contextlib.suppress(StaleClaimError):
+                self._recover_run(run, owner)
+
+    def _worker_alive(self, worker: WorkerRecord) -> bool:
+        if worker.stopped_at is not None:
+            return False
+        if worker.boot_id != self.boot:
+            return False
+        return is_alive(worker.pid, worker.pid_create_time)
+
+    def _recover_run(self, run: RunRecord, owner: WorkerRecord | None) -> None:
+        who = f"worker {run.worker_id}" if owner is None else f"worker {owner.id} (pid {owner.pid})"
+        _, run_dir = run_paths(self.home, run)
+        status = _read_status(run_dir / sessions.STATUS_FILE, run.attempt) or {}
+        if run.pid is None and "pid" in status:
+            # The worker died between spawn and recording it: the shim's record has the pids.
+            run = _with(
+                run,
+                pid=status["pid"],
+                pgid=status.get("pgid"),
+                pid_create_time=create_time_from_ticks(status["starttime"]),
+                shim_pid=status.get("shim_pid"),
+                shim_create_time=create_time_from_ticks(status["shim_starttime"])
+                if status.get("shim_starttime") is not None
+                else None,
+            )
+        same_boot = owner is None or owner.boot_id == self.boot
+        shim_alive = same_boot and is_alive(run.shim_pid, run.shim_create_time)
+        cmd_alive = same_boot and is_alive(run.pid, run.pid_create_time)
+        token = run.claim_token or ""
+        if shim_alive or cmd_alive:
+            new_token = self.store.adopt_run(
+                run.id,
+                run.claim_token,
+                self.worker_id,
+                f"adopted from dead {who}: process {run.pid} still running",
+            )
+            if run.pid is not None and self.store.get_run(run.id).pid is None:
+                self.store.record_spawn(
+                    run.id,
+                    new_token,
+                    pid=run.pid,
+                    pid_create_time=run.pid_create_time or 0.0,
+                    pgid=run.pgid or run.pid,
+                    shim_pid=run.shim_pid or 0,
+                    shim_create_time=run.shim_create_time or 0.0,
+                )
+            adopted = self.store.get_run(run.id)
+            tracked = Tracked(run=adopted, token=new_token, run_dir=run_dir)
+            self.tracked[run.id] = tracked
+            return
+        if "exit_code" in status or "signal" in status:
+            exit_code, sig = status.get("exit_code"), status.get("signal")
+            final_status = Status.SUCCEEDED if exit_code == 0 and sig is None else Status.FAILED
+            reason = describe_exit(exit_code, sig)
+            if run.stop_cause == "timeout":
+                final_status, reason = Status.TIMED_OUT, f"timed out after {run.timeout_s:g}s"
+            elif run.stop_cause in ("cancel", "kill", "shutdown"):
+                final_status = Status.CANCELLED
+                reason = f"{'killed' if run.stop_cause == 'kill' else 'cancelled'} ({reason})"
+            self.store.finish_run(
+                run.id,
+                token,
+                final_status,
+                reason=f"{reason} (ended while {who} was down; recorded from the run's status file)",
+                exit_code=exit_code,
+                signal=sig,
+                output_bytes=status.get("output_bytes"),
+                actor=f"worker:{self.worker_id}",
+            )
+            return
+        if "spawn_error" in status:
+            self.store.finish_run(
+                run.id,
+                token,
+                Status.FAILED,
+                reason=status["spawn_error"],
+                actor=f"worker:{self.worker_id}",
+            )
+            return
+        reason = (
+            f"lost: {who} died and the process is gone; its exit status is unknown"
+            if run.pid is not None or status
+            else f"lost: {who} died before the process was started"
+        )
+        self.store.finish_run(
+            run.id, token, Status.LOST, reason=reason, actor=f"worker:{self.worker_id}"
+        )
+
+
+def _with(run: RunRecord, **changes: object) -> RunRecord:
+    import dataclasses
+
+    return dataclasses.replace(run, **changes)  # type: ignore[arg-type]
+
+
+def _read_status(path: Path, attempt: int) -> dict | None:
+    """The shim's record for this attempt, or None (missing, torn, or another attempt's)."""
+    try:
+        data = sessions.read_json(path)
+    except sessions.SessionError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    if data.get("attempt", attempt) != attempt:
+        return None
+    return data
