@@ -184,3 +184,26 @@ def run_paths(home: Path, run: RunRecord) -> tuple[Path, Path]:
 
 def output_log_path(home: Path, run: RunRecord) -> Path:
     return run_paths(home, run)[1] / sessions.OUTPUT_LOG
+
+
+def signal_run_process(home: Path, run: RunRecord, pid: int, create_time: float, sig: int) -> bool:
+    """Signal one process of a run's tree (from the PID tree pane), only if it still is
+    that process and still belongs to this run."""
+    from qqtui.core.procs import RunTarget, find_run_processes, signal_verified
+
+    target = RunTarget(
+        run_id=run.id,
+        home=home,
+        attempt=run.attempt,
+        pid=run.pid,
+        pid_create_time=run.pid_create_time,
+        pgid=run.pgid,
+        shim_pid=run.shim_pid,
+        shim_create_time=run.shim_create_time,
+    )
+    members = {p.pid for p in find_run_processes(target)}
+    if pid not in members:
+        raise QqError(f"process {pid} is not part of run {run.id} (anymore)")
+    if not signal_verified(pid, create_time, sig):
+        raise QqError(f"process {pid} has exited")
+    return True
