@@ -48,8 +48,8 @@ def _child_argv(role: str, lifetime: float, *extra: str) -> list[str]:
 def run_child(role: str, lifetime: float, spawn_grandchild: bool) -> int:
     """A child's life: maybe a grandchild, then idle until the parent is gone."""
     parent = os.getppid()
-    if role == "escaped":
-        os.setsid()  # leave the agent's process group and session
+    if role == "escaped" and os.getsid(0) != os.getpid():
+        os.setsid()  # leave the agent's process group and session (unless it leads one)
     grandchild = None
     if spawn_grandchild:
         grandchild = subprocess.Popen(_child_argv("grandchild", lifetime))
