@@ -94,6 +94,7 @@ class Session:
         "_clock",
         "_last_beat",
         "agent",
+        "heartbeat_error",
         "heartbeat_file",
         "heartbeat_interval",
         "home",
@@ -132,6 +133,7 @@ class Session:
         self._clock = clock
         self.heartbeat_interval = heartbeat_interval
         self._last_beat = -math.inf
+        self.heartbeat_error: OSError | None = None
 
     def __repr__(self) -> str:
         return f"Session({str(self.path)!r}, run_id={self.run_id!r})"
@@ -158,8 +160,15 @@ class Session:
         return session
 
     @classmethod
-    def from_environ(cls, env: Any = None, agent: str | None = None) -> Session:
-        """Build (creating a session dir if none is named) from an environment mapping."""
+    def from_environ(
+        cls, env: Any = None, agent: str | None = None, *, create: bool = True
+    ) -> Session:
+        """Build from an environment mapping, uncached.
+
+        With `create=False` (shell helpers like `qqtui progress`, where a fresh session per
+        call would be useless) a missing `QQ_SESSION_DIR`/`QQ_SESSION_ID` is an error.
+        """
+        exporting = env is None or env is os.environ
         env = os.environ if env is None else env
         s = _sessions()
         home = Path(env.get(ENV_HOME) or "~/.qq").expanduser().absolute()
@@ -183,15 +192,21 @@ class Session:
             try:
                 path = s.find_session(home, session_id).path
             except s.SessionError:
+                if not create:
+                    raise
                 path = _create(home, _agent_name(agent, env), session_id)
+        elif not create:
+            raise AgentKitError(
+                f"not inside a qqtui run: neither {ENV_SESSION_DIR} nor {ENV_SESSION_ID} is set"
+            )
         else:
             session_id = s.new_session_id()
             path = _create(home, _agent_name(agent, env), session_id)
-            # Children of a standalone agent should share its session, not each make one.
-            os.environ[ENV_SESSION_ID] = session_id
-            os.environ[ENV_SESSION_DIR] = str(path)
-            if ENV_HOME not in os.environ:
-                os.environ[ENV_HOME] = str(home)
+            if exporting:
+                # Children of a standalone agent should share its session, not each make one.
+                os.environ[ENV_SESSION_ID] = session_id
+                os.environ[ENV_SESSION_DIR] = str(path)
+                os.environ.setdefault(ENV_HOME, str(home))
 
         if heartbeat is None and run_id is not None:
             heartbeat = str(path / "runs" / check_name(run_id) / s.HEARTBEAT_FILE)
@@ -291,11 +306,21 @@ class Session:
             return False  # nobody watches a run started outside qqtui
         self._last_beat = now
         try:
-            os.utime(path, follow_symlinks=False)
-        except FileNotFoundError:
-            # First beat: create it (never through a planted symlink).
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-            os.close(fd)
+            try:
+                os.utime(path, follow_symlinks=False)
+            except FileNotFoundError:
+                # First beat: create it (never through a planted symlink).
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600))
+        except OSError as exc:
+            # A missed beat must not crash the agent's real work (seed 003, item 5): it is
+            # reported once as a warning and kept on `heartbeat_error`; later beats retry.
+            if self.heartbeat_error is None:
+                import warnings
+
+                warnings.warn(f"qqtui heartbeat failed: {exc}", RuntimeWarning, stacklevel=2)
+            self.heartbeat_error = exc
+            return False
+        self.heartbeat_error = None
         return True
 
     @property

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -172,6 +173,23 @@ def test_heartbeat_refuses_to_create_through_a_symlink(tmp_path: Path) -> None:
     session = Session(tmp_path, heartbeat_file=hb)
     session.heartbeat()  # touches the link itself, never creates the target
     assert not target.exists()
+
+
+def test_heartbeat_failure_warns_once_and_does_not_raise(tmp_path: Path) -> None:
+    now = [0.0]
+    hb = tmp_path / "gone" / "heartbeat"
+    session = Session(tmp_path, heartbeat_file=hb, clock=lambda: now[0])
+    with pytest.warns(RuntimeWarning, match="heartbeat failed"):
+        assert session.heartbeat() is False
+    assert isinstance(session.heartbeat_error, FileNotFoundError)
+    now[0] += 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a second warning would raise here
+        assert session.heartbeat() is False
+    hb.parent.mkdir()
+    now[0] += 1
+    assert session.heartbeat() is True and hb.exists()
+    assert session.heartbeat_error is None
 
 
 @pytest.mark.parametrize(
@@ -338,3 +356,38 @@ def test_module_functions_use_the_cached_session(
     assert agent.heartbeat() is True
     assert agent.heartbeat() is False  # rate-limited: same cached session
     assert agent.current_session() is agent.Session.current()
+
+
+def test_from_environ_without_create_refuses_to_invent_a_session(
+    session: Session, tmp_path: Path
+) -> None:
+    env = {"QQ_HOME": str(tmp_path / "elsewhere")}
+    with pytest.raises(AgentKitError, match="not inside a qqtui run"):
+        Session.from_environ(env, create=False)
+    assert not (tmp_path / "elsewhere").exists()
+    env = {"QQ_HOME": str(session.home), "QQ_SESSION_ID": "20260101_000000_00000000"}
+    with pytest.raises(SessionError, match="no session"):
+        Session.from_environ(env, create=False)
+    found = Session.from_environ(_env(session), create=False)
+    assert found.path == session.path and found.heartbeat_file == session.heartbeat_file
+
+
+def test_from_environ_with_a_mapping_leaves_os_environ_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("QQ_SESSION_ID", raising=False)
+    monkeypatch.delenv("QQ_SESSION_DIR", raising=False)
+    made = Session.from_environ({"QQ_HOME": str(tmp_path / "h")}, agent="x")
+    assert made.path.parent == tmp_path / "h" / "x" / "sessions"
+    assert "QQ_SESSION_ID" not in os.environ and "QQ_SESSION_DIR" not in os.environ
+
+
+def test_mismatched_environment_is_a_clear_error(session: Session) -> None:
+    env = _env(session)
+    env["QQ_SESSION_ID"] = "20260101_000000_00000000"
+    with pytest.raises(AgentKitError, match="does not match"):
+        Session.from_environ(env)
+    env = _env(session)
+    env["QQ_SESSION_DIR"] = str(session.path / "missing")
+    with pytest.raises(AgentKitError, match="is not a directory"):
+        Session.from_environ(env)
