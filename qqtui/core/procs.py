@@ -313,6 +313,7 @@ def find_run_processes(target: RunTarget) -> list[psutil.Process]:
     run_id = str(target.run_id)
     home = str(target.home)
     floor = target.pid_create_time or target.shim_create_time or 0.0
+    group_is_ours = _group_is_ours(target)
     for proc in all_procs:
         if proc.pid in (me, target.shim_pid) or proc.pid <= 1:
             continue
@@ -324,7 +325,7 @@ def find_run_processes(target: RunTarget) -> list[psutil.Process]:
         if created + CREATE_TIME_TOLERANCE_S < floor:
             continue  # older than the run: cannot be one of its processes
         in_group = False
-        if target.pgid:
+        if group_is_ours:
             with contextlib.suppress(OSError):
                 in_group = os.getpgid(proc.pid) == target.pgid
         if in_group or _env_matches(proc, run_id, home, str(target.attempt)):
@@ -337,6 +338,25 @@ def find_run_processes(target: RunTarget) -> list[psutil.Process]:
             if proc.pid != me:
                 victims.setdefault(proc.pid, proc)
     return list(victims.values())
+
+
+def _group_is_ours(target: RunTarget) -> bool:
+    """Whether processes in `target.pgid` belong to this run. True while the leader is
+    alive with the recorded create time; also when the leader is gone, since Linux does
+    not hand out a pid that is still some group's id. False when the pid now names
+    another process: that group is somebody else's."""
+    if not target.pgid or target.pgid != target.pid or target.pid_create_time is None:
+        return False
+    try:
+        leader = psutil.Process(target.pgid)
+    except psutil.NoSuchProcess:
+        return True
+    except psutil.Error:
+        return False
+    try:
+        return abs(leader.create_time() - target.pid_create_time) <= CREATE_TIME_TOLERANCE_S
+    except psutil.Error:
+        return False
 
 
 def _send(procs: Iterable[psutil.Process], sig: int) -> list[psutil.Process]:

@@ -700,6 +700,8 @@ class Store:
                 raise IllegalTransitionError(
                     f"run {run_id} is already {current.status}; nothing to {verb[:-2]}"
                 )
+            if self._between_read_and_write is not None:
+                self._between_read_and_write(run_id)
             values: dict[str, Any] = (
                 {"kill_requested": True}
                 if kill

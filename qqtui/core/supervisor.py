@@ -83,6 +83,7 @@ class Tracked:
     log_size: int = -1
     heartbeat_mtime: float = 0.0
     ended: bool = False
+    truncated: bool = False
 
     @property
     def status_path(self) -> Path:
@@ -515,6 +516,15 @@ class Supervisor:
                 if tracked.log_size >= 0:
                     active_at = now
                 tracked.log_size = size
+                if size >= self.config.log_cap and not tracked.truncated:
+                    tracked.truncated = True
+                    self.store.add_event(
+                        run.id,
+                        "output_truncated",
+                        f"output reached the cap of {self.config.log_cap} bytes; "
+                        "further output is discarded",
+                        actor=f"worker:{self.worker_id}",
+                    )
             try:
                 mtime = tracked.heartbeat_path.stat().st_mtime
             except OSError:

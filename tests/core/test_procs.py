@@ -1,0 +1,222 @@
+"""Process control with real process trees: escapees, TERM-ignorers, PID reuse."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from qqtui.core.procs import (
+    ProcessTable,
+    RunEnvironment,
+    RunTarget,
+    SpawnError,
+    Spawned,
+    TreeKill,
+    is_alive,
+    kill_tree,
+    signal_verified,
+    spawn_run,
+)
+
+from ..conftest import wait_for
+
+# A run that hides processes the ways real agents do: a child that escapes with
+# setsid, a grandchild double-forked away from its parent, and a child that
+# ignores SIGTERM. It writes their pids to pids.json and waits.
+TREE = r"""
+import json, os, signal, subprocess, sys, time
+out = sys.argv[1]
+escapee = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"], start_new_session=True)
+r, w = os.pipe()
+if os.fork() == 0:  # double fork: the grandchild is orphaned onto the subreaper
+    if os.fork() == 0:
+        os.write(w, str(os.getpid()).encode()); os.close(w)
+        time.sleep(300); os._exit(0)
+    os._exit(0)
+os.close(w)
+grandchild = int(os.read(r, 32))
+os.wait()
+stubborn = subprocess.Popen([sys.executable, "-c",
+    "import signal, time, sys; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+    "print('armed', flush=True); time.sleep(300)"], stdout=subprocess.PIPE, text=True)
+stubborn.stdout.readline()
+tmp = out + ".tmp"
+with open(tmp, "w") as fh:
+    json.dump({"escapee": escapee.pid, "grandchild": grandchild, "stubborn": stubborn.pid}, fh)
+os.replace(tmp, out)
+time.sleep(300)
+"""
+
+
+def start(tmp_path: Path, argv: list[str], run_id: int = 1) -> tuple[Spawned, RunTarget]:
+    env = RunEnvironment(run_id, tmp_path, "sid", tmp_path, tmp_path / "hb")
+    spawned = spawn_run(
+        run_env=env, argv=argv, cwd=str(tmp_path), env_overrides={},
+        log_path=tmp_path / f"out-{run_id}.log", status_path=tmp_path / f"status-{run_id}.json",
+    )
+    target = RunTarget(
+        run_id=run_id, home=tmp_path, attempt=1, pid=spawned.pid,
+        pid_create_time=spawned.pid_create_time, pgid=spawned.pgid, shim_pid=spawned.shim.pid,
+        shim_create_time=spawned.shim_create_time,
+    )
+    return spawned, target
+
+
+def wait_exit(spawned: Spawned, timeout: float = 10) -> dict:
+    deadline = time.monotonic() + timeout
+    while spawned.exit_report is None:
+        assert time.monotonic() < deadline, "no exit report"
+        select.select([spawned.report_fd], [], [], 0.2)
+        if spawned.read_reports():
+            break
+    spawned.close()
+    spawned.shim.wait(10)
+    return spawned.exit_report or {}
+
+
+def test_spawn_reports_pid_env_output_and_true_exit(tmp_path: Path) -> None:
+    spawned, target = start(tmp_path, ["sh", "-c", 'echo "$QQ_RUN_ID:$QQ_HOME"; echo err >&2; exit 7'])
+    assert spawned.pgid == spawned.pid and spawned.shim.pid != spawned.pid
+    assert wait_exit(spawned) == {"exit_code": 7, "signal": None}
+    assert (tmp_path / "out-1.log").read_text() == f"1:{tmp_path}\nerr\n"
+    status = json.loads((tmp_path / "status-1.json").read_text())
+    assert status["exit_code"] == 7 and status["pid"] == spawned.pid
+    assert oct((tmp_path / "out-1.log").stat().st_mode & 0o777) == "0o600"
+
+
+def test_argv_is_never_passed_through_a_shell(tmp_path: Path) -> None:
+    spawned, _ = start(tmp_path, ["echo", "$HOME; rm -rf /tmp/x", "`id`"])
+    wait_exit(spawned)
+    assert (tmp_path / "out-1.log").read_text() == "$HOME; rm -rf /tmp/x `id`\n"
+
+
+def test_spawn_error_is_reported_not_raised_as_crash(tmp_path: Path) -> None:
+    with pytest.raises(SpawnError, match="cannot execute 'no-such-binary-xyz'"):
+        start(tmp_path, ["no-such-binary-xyz"])
+    script = tmp_path / "noexec.sh"
+    script.write_text("#!/bin/sh\necho hi\n")
+    with pytest.raises(SpawnError, match="Permission denied"):
+        start(tmp_path, [str(script)])
+
+
+def test_output_is_capped_with_a_visible_marker(tmp_path: Path) -> None:
+    env = RunEnvironment(1, tmp_path, "sid", tmp_path, tmp_path / "hb")
+    spawned = spawn_run(
+        run_env=env, argv=[sys.executable, "-c", "import sys; sys.stdout.write('y' * 3_000_000)"],
+        cwd=str(tmp_path), env_overrides={}, log_path=tmp_path / "out.log",
+        status_path=tmp_path / "status.json", log_cap=100_000,
+    )
+    assert wait_exit(spawned)["exit_code"] == 0
+    data = (tmp_path / "out.log").read_bytes()
+    assert data.startswith(b"y" * 100_000)
+    assert b"[qqtui] output truncated" in data
+    assert data.rstrip().endswith(b"[qqtui] 2900000 bytes of output were discarded")
+    assert len(data) < 100_000 + 300
+
+
+def test_kill_tree_catches_escapees_and_outlasts_sigterm_ignorers(tmp_path: Path) -> None:
+    pids_file = tmp_path / "pids.json"
+    spawned, target = start(tmp_path, [sys.executable, "-c", TREE, str(pids_file)])
+    wait_for(pids_file.exists, 15, what="the tree to start")
+    pids = json.loads(pids_file.read_text())
+    victims = [psutil.Process(p) for p in (spawned.pid, *pids.values())]
+    assert os.getsid(pids["escapee"]) != os.getsid(spawned.pid)  # really escaped
+    assert psutil.Process(pids["grandchild"]).ppid() == spawned.shim.pid  # reparented to the shim
+
+    killer = TreeKill(target, grace_s=1.0)
+    assert killer.start(time.monotonic()) >= 4
+    time.sleep(0.5)
+    assert psutil.pid_exists(pids["stubborn"])  # ignored TERM, grace not over yet
+    assert not is_alive(pids["escapee"], victims[1].create_time())
+    assert killer.finish() == []
+    for proc in victims:
+        assert not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE
+    report = wait_exit(spawned)
+    assert report["signal"] == signal.SIGTERM  # the command itself died of TERM
+    assert spawned.shim.returncode == 0  # the shim survived to record it
+
+
+def test_blocking_kill_tree_with_zero_grace_kills_at_once(tmp_path: Path) -> None:
+    spawned, target = start(tmp_path, ["sleep", "300"])
+    assert kill_tree(target, grace_s=0) == []
+    assert wait_exit(spawned)["signal"] == signal.SIGKILL
+
+
+def test_a_reused_pid_is_never_signalled(tmp_path: Path) -> None:
+    # An unrelated process that happens to hold the pid (and group) a run once had.
+    bystander = subprocess.Popen(["sleep", "300"], start_new_session=True)
+    try:
+        real = psutil.Process(bystander.pid).create_time()
+        stale = real - 100.0
+        assert not signal_verified(bystander.pid, stale, signal.SIGKILL)
+        target = RunTarget(run_id=99, home=tmp_path, attempt=1, pid=bystander.pid,
+                           pid_create_time=stale, pgid=bystander.pid, shim_pid=None,
+                           shim_create_time=None)
+        assert kill_tree(target, grace_s=0) == []
+        time.sleep(0.2)
+        assert bystander.poll() is None  # still alive
+        assert signal_verified(bystander.pid, real, signal.SIGKILL)  # the right identity works
+        assert bystander.wait(5) == -signal.SIGKILL
+    finally:
+        if bystander.poll() is None:
+            bystander.kill()
+            bystander.wait()
+
+
+def test_env_tag_matches_only_this_home_and_attempt(tmp_path: Path) -> None:
+    other_home = tmp_path / "other"
+    other_home.mkdir()
+    env = {**os.environ, "QQ_RUN_ID": "1", "QQ_HOME": str(other_home), "QQ_ATTEMPT": "1"}
+    same_id_other_home = subprocess.Popen(["sleep", "300"], env=env, start_new_session=True)
+    try:
+        spawned, target = start(tmp_path, ["sleep", "300"])
+        kill_tree(target, grace_s=0)
+        wait_exit(spawned)
+        time.sleep(0.2)
+        assert same_id_other_home.poll() is None
+    finally:
+        same_id_other_home.kill()
+        same_id_other_home.wait()
+
+
+def test_process_table_builds_each_runs_tree_in_one_pass(tmp_path: Path) -> None:
+    script = "import subprocess, sys, time; subprocess.Popen(['sleep', '300']); time.sleep(300)"
+    a, ta = start(tmp_path, [sys.executable, "-c", script], run_id=1)
+    b, tb = start(tmp_path, ["sleep", "300"], run_id=2)
+    try:
+        table = ProcessTable()
+        trees = wait_for(
+            lambda: (t := table.scan([ta, tb])) and t[1].count == 2 and t,
+            10,
+            what="both processes of run 1",
+        )
+        assert trees[1].procs[1].name == "sleep"
+        assert trees[1].procs[0].pid == a.pid and trees[1].procs[1].depth == 1
+        assert [p.pid for p in trees[2].procs] == [b.pid]
+        assert trees[1].rss > 0
+    finally:
+        for t, s in ((ta, a), (tb, b)):
+            kill_tree(t, 0)
+            wait_exit(s)
+
+
+def test_a_thousand_short_runs_leave_no_zombies_or_open_fds(tmp_path: Path) -> None:
+    me = psutil.Process()
+    fds_before = me.num_fds()
+    for i in range(1000):
+        env = RunEnvironment(i, tmp_path, "sid", tmp_path, tmp_path / "hb")
+        spawned = spawn_run(run_env=env, argv=["true"], cwd=str(tmp_path), env_overrides={},
+                            log_path=tmp_path / "out.log", status_path=tmp_path / "st.json")
+        wait_exit(spawned)
+    assert me.num_fds() == fds_before
+    zombies = [c for c in me.children(recursive=True) if c.status() == psutil.STATUS_ZOMBIE]
+    assert zombies == []
