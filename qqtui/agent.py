@@ -147,13 +147,15 @@ class Session:
         Outside qqtui a new session is created under `QQ_HOME` (default `~/.qq`) for
         `agent`, else `$QQ_AGENT`, else "default", and `QQ_SESSION_ID`/`QQ_SESSION_DIR`
         are exported so helper processes this program starts join the same session.
-        The result is cached per process (until the environment names another session).
+        `agent` only names a session being created; a session qqtui started keeps its
+        own agent. The result is cached per process (until the environment names
+        another session), so the heartbeat rate limit holds across calls.
         """
         global _current
         env = os.environ
         key = (env.get(ENV_SESSION_ID), env.get(ENV_SESSION_DIR))
         cached = _current
-        if cached is not None and _current_key == key and (agent is None or agent == cached.agent):
+        if cached is not None and _current_key == key:
             return cached
         session = cls.from_environ(env, agent=agent)
         _remember(session)
@@ -176,6 +178,7 @@ class Session:
         session_dir = env.get(ENV_SESSION_DIR) or None
         run_id = env.get(ENV_RUN_ID) or None
         heartbeat = env.get(ENV_HEARTBEAT_FILE) or None
+        created_for: str | None = None  # the agent, when this call creates the session
 
         if session_dir:
             path = Path(session_dir)
@@ -194,14 +197,16 @@ class Session:
             except s.SessionError:
                 if not create:
                     raise
-                path = _create(home, _agent_name(agent, env), session_id)
+                created_for = _agent_name(agent, env)
+                path = _create(home, created_for, session_id)
         elif not create:
             raise AgentKitError(
                 f"not inside a qqtui run: neither {ENV_SESSION_DIR} nor {ENV_SESSION_ID} is set"
             )
         else:
             session_id = s.new_session_id()
-            path = _create(home, _agent_name(agent, env), session_id)
+            created_for = _agent_name(agent, env)
+            path = _create(home, created_for, session_id)
             if exporting:
                 # Children of a standalone agent should share its session, not each make one.
                 os.environ[ENV_SESSION_ID] = session_id
@@ -213,7 +218,7 @@ class Session:
         return cls(
             path,
             session_id=session_id or path.name,
-            agent=agent,
+            agent=created_for,
             home=None if session_dir else home,
             run_id=run_id,
             heartbeat_file=heartbeat,

@@ -324,6 +324,18 @@ def test_current_session_outside_qqtui_creates_one_under_home(tmp_path: Path) ->
     assert _report(env)["path"] != got["path"]
 
 
+def test_agent_argument_does_not_rename_a_qqtui_session(
+    session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key, value in _env(session).items():
+        if key.startswith("QQ_"):
+            monkeypatch.setenv(key, value)
+    monkeypatch.setattr(agent, "_current", None)
+    first = Session.current(agent="other")
+    assert first.agent == "qq" and first.path == session.path
+    assert Session.current(agent="other") is first  # cached: the rate limit holds
+
+
 def test_current_session_from_an_id_alone_finds_it(session: Session) -> None:
     env = _env(session)
     del env["QQ_SESSION_DIR"], env["QQ_HEARTBEAT_FILE"]
