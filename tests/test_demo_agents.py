@@ -62,6 +62,7 @@ class Runner:
     session: Path
     tag: str = field(default_factory=lambda: uuid.uuid4().hex)
     groups: set[int] = field(default_factory=set)
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     @property
     def run_dir(self) -> Path:
@@ -79,7 +80,6 @@ class Runner:
             QQ_SESSION_DIR=str(self.session),
             QQ_RUN_ID=RUN_ID,
             QQ_HEARTBEAT_FILE=str(self.heartbeat),
-            PYTHONUNBUFFERED="1",
         )
         env[TAG_ENV] = self.tag
         return env
@@ -94,6 +94,7 @@ class Runner:
             start_new_session=True,
         )
         self.groups.add(proc.pid)
+        self.procs.append(proc)
         return proc
 
     def run(self, agent: str, *args: str, timeout: float = 60) -> tuple[int, bytes, bytes]:
@@ -124,6 +125,8 @@ class Runner:
         for pid in self.leftovers():  # escaped: other group and session, same tag
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+        for proc in self.procs:
+            proc.communicate(timeout=30)  # reap it and close its pipes
 
 
 @pytest.fixture
@@ -148,12 +151,12 @@ def wait_until(predicate: object, timeout: float = 15.0) -> bool:
 
 
 def read_until(proc: subprocess.Popen[bytes], pattern: bytes, timeout: float = 30.0) -> bytes:
-    """Read the agent's stdout until `pattern` appears (the test fails if it never does)."""
+    """Read the agent's stdout until a whole line with `pattern` arrived (or fail)."""
     assert proc.stdout is not None
     fd = proc.stdout.fileno()
     data = b""
     deadline = time.monotonic() + timeout
-    while pattern not in data:
+    while pattern not in data or b"\n" not in data[data.index(pattern) :]:
         left = deadline - time.monotonic()
         assert left > 0, f"{pattern!r} not printed; got {data[-500:]!r}"
         ready, _, _ = select.select([fd], [], [], left)
