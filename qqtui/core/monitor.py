@@ -1,0 +1,128 @@
+"""What a live view of the job table needs each tick, computed off the UI thread: every
+run, the process trees of the running ones, a minute of CPU history per run, counts,
+and the changes worth telling a person about (failed, timed out, lost, became hung).
+
+Headless on purpose: the app calls `Monitor.poll()` from a thread worker, and tests
+can drive it with a fixed clock and no Textual at all.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from qqtui.core.procs import ProcessTable, RunTree
+from qqtui.core.records import RunRecord, Status
+from qqtui.core.snapshot import Snapshot
+from qqtui.core.supervisor import run_target
+
+CPU_HISTORY_SAMPLES = 60
+"""One sample per poll: at the usual 1 s poll this is the last minute."""
+
+# Statuses a person wants to hear about the moment a run reaches them.
+ALERT_STATUSES = frozenset({Status.FAILED, Status.TIMED_OUT, Status.LOST})
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """A change worth a notification: `kind` is a final status or "hung"."""
+
+    run: RunRecord
+    kind: str
+
+
+@dataclass(frozen=True, slots=True)
+class PollResult:
+    runs: dict[int, RunRecord]
+    trees: dict[int, RunTree]
+    cpu_history: dict[int, tuple[float, ...]]
+    counts: dict[str, int]
+    alerts: tuple[Alert, ...]
+    now: float
+    first: bool
+    """True for the first poll: there is no earlier state to diff against."""
+
+
+def count_runs(runs: Iterable[RunRecord]) -> dict[str, int]:
+    """Counts by status, plus "hung" (running and flagged) and "done" (succeeded)."""
+    counts = {str(s): 0 for s in Status}
+    hung = 0
+    for run in runs:
+        counts[str(run.status)] += 1
+        if run.hung and run.status is Status.RUNNING:
+            hung += 1
+    counts["hung"] = hung
+    counts["total"] = sum(counts[str(s)] for s in Status)
+    return counts
+
+
+@dataclass
+class Monitor:
+    """Polls a store's snapshot and the process table; one instance per app.
+
+    The ProcessTable lives as long as the monitor so psutil's per-process CPU
+    counters have a previous sample. A lock makes `poll` safe if a superseded
+    worker thread is still finishing when the next one starts.
+    """
+
+    home: Path
+    db_url: str
+    clock: Callable[[], float] = time.time
+    scan_processes: bool = True
+    _snapshot: Snapshot = field(init=False)
+    _table: ProcessTable = field(init=False, default_factory=ProcessTable)
+    _cpu: dict[int, deque[float]] = field(init=False, default_factory=dict)
+    _last: dict[int, tuple[Status, bool]] | None = field(init=False, default=None)
+    _lock: threading.Lock = field(init=False, default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self._snapshot = Snapshot(self.db_url)
+
+    @property
+    def snapshot(self) -> Snapshot:
+        return self._snapshot
+
+    def poll(self) -> PollResult:
+        with self._lock:
+            runs = {run.id: run for run in self._snapshot.runs()}
+            running = [r for r in runs.values() if r.status is Status.RUNNING]
+            trees: dict[int, RunTree] = {}
+            if self.scan_processes and running:
+                trees = self._table.scan([run_target(r, self.home) for r in running])
+            self._record_cpu(trees)
+            first = self._last is None
+            alerts = () if first else tuple(self._alerts(runs))
+            self._last = {run_id: (run.status, run.hung) for run_id, run in runs.items()}
+            return PollResult(
+                runs=runs,
+                trees=trees,
+                cpu_history={run_id: tuple(h) for run_id, h in self._cpu.items()},
+                counts=count_runs(runs.values()),
+                alerts=alerts,
+                now=self.clock(),
+                first=first,
+            )
+
+    def _record_cpu(self, trees: dict[int, RunTree]) -> None:
+        for run_id, tree in trees.items():
+            history = self._cpu.get(run_id)
+            if history is None:
+                history = self._cpu[run_id] = deque(maxlen=CPU_HISTORY_SAMPLES)
+            history.append(tree.cpu_percent)
+        # A run that stopped running keeps no history: its sparkline would lie.
+        for run_id in [r for r in self._cpu if r not in trees]:
+            del self._cpu[run_id]
+
+    def _alerts(self, runs: dict[int, RunRecord]) -> Iterable[Alert]:
+        assert self._last is not None
+        for run_id, run in runs.items():
+            before = self._last.get(run_id)
+            old_status, old_hung = before if before is not None else (None, False)
+            if run.status in ALERT_STATUSES and run.status != old_status:
+                yield Alert(run, str(run.status))
+            elif run.hung and run.status is Status.RUNNING and not old_hung:
+                yield Alert(run, "hung")

@@ -1,0 +1,1 @@
+"""The Textual app: reads snapshots from qqtui.core, sends intents to it."""

@@ -1,0 +1,235 @@
+"""QqApp: the live view of one home and database; reads snapshots from core in thread
+workers and sends intents to core. It never runs SQL and never signals a process."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from textual import on, work
+from textual.app import App
+from textual.binding import Binding, BindingType
+from textual.timer import Timer
+from textual.worker import Worker, WorkerState
+
+from qqtui.config import Settings
+from qqtui.core import workerctl
+from qqtui.core.monitor import Alert, Monitor
+from qqtui.core.records import QqError, Status
+from qqtui.core.store import Store
+from qqtui.tui.commands import BindingCommands
+from qqtui.tui.messages import IntentDone, IntentOutcome, RunsPolled
+from qqtui.tui.screens.help import HelpScreen
+from qqtui.tui.screens.main import MainScreen
+from qqtui.tui.screens.sessions import SessionsScreen
+from qqtui.tui.widgets.run_table import build_rows
+
+POLL_INTERVAL_S = 1.0
+
+_ALERT_TEXT = {
+    "failed": ("failed", "error"),
+    "timed_out": ("timed out", "error"),
+    "lost": ("was lost (its worker died)", "error"),
+    "hung": ("looks hung: no output or heartbeat", "warning"),
+}
+
+
+class QqApp(App[int]):
+    """Mission control for parallel runs."""
+
+    CSS_PATH = "qqtui.tcss"
+    TITLE = "qqtui"
+    COMMANDS = App.COMMANDS | {BindingCommands}
+    BINDINGS: list[BindingType] = [
+        Binding("q", "quit", "Quit", tooltip="Quit (runs keep running)", id="app.quit"),
+        Binding(
+            "question_mark",
+            "help",
+            "Help",
+            key_display="?",
+            tooltip="Show every key",
+            id="app.help",
+        ),
+        Binding(
+            "s", "sessions", "Sessions", tooltip="Browse past sessions by agent", id="app.sessions"
+        ),
+    ]
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        *,
+        clock: Callable[[], float] = time.time,
+        start_worker: bool = True,
+        scan_processes: bool = True,
+        poll_interval: float = POLL_INTERVAL_S,
+        bell: bool = False,
+        location: str | None = None,
+        cwd: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.settings = settings
+        self.store = store
+        self.clock = clock
+        self.start_worker = start_worker
+        self.poll_interval = poll_interval
+        self.bell_on_alert = bell
+        self.location = location or f"{settings.home}  ·  {settings.db_url}"
+        self.default_cwd = cwd or str(Path.cwd())
+        self.monitor = Monitor(settings.home, settings.db_url, clock, scan_processes)
+        self.filter_query = ""
+        self.last_poll: RunsPolled | None = None
+        self._poll_timer: Timer | None = None
+        self._poll_worker: Worker[None] | None = None
+        self._poll_again = False
+        self._poll_in_flight = False
+
+    @property
+    def home(self) -> Path:
+        return self.settings.home
+
+    @property
+    def main_screen(self) -> MainScreen:
+        return self.get_screen("main")  # type: ignore[return-value]
+
+    def on_mount(self) -> None:
+        self.install_screen(MainScreen(), name="main")
+        self.push_screen("main")
+        if self.start_worker:
+            self._ensure_worker()
+        self.poll_now()
+
+    # -- polling ------------------------------------------------------------------
+
+    def poll_now(self) -> None:
+        """Poll at once (after an intent, or a filter change) instead of at the next tick."""
+        if self._poll_timer is not None:
+            self._poll_timer.stop()
+            self._poll_timer = None
+        if self._poll_in_flight:
+            # Never cancel a poll in flight: the monitor has already diffed that state,
+            # so dropping its result would drop its alerts. Poll again right after it.
+            self._poll_again = True
+            return
+        self._poll_again = False
+        self._poll_in_flight = True
+        self._poll_worker = self._poll(self.filter_query)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="poll")
+    def _poll(self, query: str) -> None:
+        result = self.monitor.poll()
+        rows = build_rows(result.runs, result.trees, result.cpu_history, result.now, query)
+        self.post_message(RunsPolled(result, rows, query))
+
+    def _schedule_poll(self) -> None:
+        self._poll_in_flight = False
+        if self._poll_timer is not None:
+            self._poll_timer.stop()
+        if self._poll_again:
+            self._poll_timer = None
+            self.call_later(self.poll_now)
+        else:
+            self._poll_timer = self.set_timer(self.poll_interval, self.poll_now, name="poll")
+
+    @on(RunsPolled)
+    def _on_runs_polled(self, message: RunsPolled) -> None:
+        self.last_poll = message
+        if message.query != self.filter_query:
+            self._poll_again = True
+        try:
+            for alert in message.result.alerts:
+                self._notify_alert(alert)
+            self.main_screen.show_poll(message)
+        finally:
+            self._schedule_poll()
+
+    def _notify_alert(self, alert: Alert) -> None:
+        text, severity = _ALERT_TEXT.get(alert.kind, (alert.kind, "warning"))
+        run = alert.run
+        detail = f" ({run.reason})" if run.reason and alert.kind != "hung" else ""
+        self.notify(
+            f"Run {run.id} {run.name} {text}{detail}",
+            title=f"Run {run.id}",
+            severity=severity,  # type: ignore[arg-type]
+            timeout=8,
+        )
+        if self.bell_on_alert:
+            self.bell()
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """The one place worker errors surface: a toast, and polling goes on."""
+        if event.state != WorkerState.ERROR:
+            return
+        error = event.worker.error
+        message = str(error) if isinstance(error, QqError) else f"{type(error).__name__}: {error}"
+        self.notify(message, title=f"Error ({event.worker.group})", severity="error", timeout=8)
+        if event.worker.group == "poll" and event.worker is self._poll_worker:
+            self._schedule_poll()
+
+    # -- the worker process -------------------------------------------------------
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="ensure-worker")
+    def _ensure_worker(self) -> None:
+        pid = workerctl.ensure_worker(self.store, self.settings)
+        if pid is not None:
+            self.call_from_thread(
+                self.notify,
+                f"Started a background worker (pid {pid}); runs keep going after you quit.",
+                title="Worker",
+            )
+
+    # -- intents ------------------------------------------------------------------
+
+    def run_intent(self, intent: Callable[[], IntentOutcome]) -> None:
+        """Run a core call (submit, cancel, kill, ...) in a thread; report through a toast."""
+        self._intent_worker(intent)
+
+    @work(thread=True, exit_on_error=False, group="intent")
+    def _intent_worker(self, intent: Callable[[], IntentOutcome]) -> None:
+        try:
+            outcome = intent()
+        except QqError as exc:
+            outcome = IntentOutcome(str(exc), error=True)
+        self.post_message(IntentDone(outcome))
+
+    @on(IntentDone)
+    def _on_intent_done(self, message: IntentDone) -> None:
+        outcome = message.outcome
+        self.notify(
+            outcome.message,
+            severity="error" if outcome.error else "information",
+            timeout=6 if outcome.error else 4,
+        )
+        if outcome.run is not None and outcome.run.status is Status.QUEUED:
+            self.main_screen.select_when_shown(outcome.run.id)
+        self.poll_now()
+
+    # -- app-wide actions ---------------------------------------------------------
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(self.screen))
+
+    def action_sessions(self) -> None:
+        if not isinstance(self.screen, SessionsScreen):
+            self.push_screen(SessionsScreen())
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # Sessions and help are reachable from the main screen; modal dialogs keep
+        # their keys to themselves anyway.
+        if action == "sessions":
+            return isinstance(self.screen, MainScreen)
+        return True
+
+
+def make_app(settings: Settings, store: Store | None = None, **kwargs: Any) -> QqApp:
+    """The one factory for the CLI and the tests: opens the store unless given one."""
+    if store is None:
+        from qqtui.core.sessions import ensure_home
+
+        ensure_home(settings.home)
+        store = Store.open(settings.db_url, actor="tui")
+    return QqApp(settings, store, **kwargs)

@@ -1,0 +1,70 @@
+"""Entry points the CLI calls: `qqtui` (the app) and `qqtui demo` (the app on a home with
+the sample agents already queued)."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from qqtui.config import Settings, default_db_url
+
+
+def run_app(settings: Settings, *, bell: bool = False) -> int:
+    """Open the app on `settings`; a worker is started if none is alive for this home."""
+    from qqtui.tui.app import make_app
+
+    app = make_app(settings, bell=bell)
+    try:
+        result = app.run()
+    finally:
+        app.store.close()
+    return int(result or 0)
+
+
+def demo_settings(home: Path | None = None) -> Settings:
+    """A fresh private home under the temp dir unless `home` is given."""
+    if home is None:
+        home = Path(tempfile.mkdtemp(prefix="qqtui-demo-"))
+    return Settings(home=home, db_url=default_db_url(home))
+
+
+def queue_demo_runs(settings: Settings) -> list[int]:
+    """Queue every demo run (see qqtui.demo.catalog) and start a worker; returns run ids."""
+    from qqtui.core.launch import submit_run
+    from qqtui.core.sessions import ensure_home
+    from qqtui.core.store import Store
+    from qqtui.core.workerctl import ensure_worker
+    from qqtui.demo.catalog import demo_runs
+
+    ensure_home(settings.home)
+    store = Store.open(settings.db_url, actor="demo")
+    try:
+        ids = []
+        for demo in demo_runs():
+            run = submit_run(
+                store,
+                settings.home,
+                list(demo.argv),
+                name=demo.name,
+                agent=demo.agent,
+                cwd=str(settings.home),
+                timeout_s=demo.timeout_s,
+                hung_after_s=demo.hung_after_s if demo.hung_after_s else 300.0,
+                actor="demo",
+            )
+            ids.append(run.id)
+        ensure_worker(store, settings)
+        return ids
+    finally:
+        store.close()
+
+
+def run_demo(settings: Settings | None = None) -> int:
+    """`qqtui demo`: the app on a fresh demo home (or `settings`' home) with the sample
+    agents queued and a worker running them. Pass None for a fresh temp home."""
+    settings = settings or demo_settings()
+    queue_demo_runs(settings)
+    code = run_app(settings)
+    print(f"qqtui demo: runs keep going in the background; home is {settings.home}")
+    print(f"  reopen with: qqtui --home {settings.home}")
+    return code

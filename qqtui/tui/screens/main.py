@@ -1,0 +1,380 @@
+"""MainScreen: counts, the runs table, the selected run's output and process tree,
+and the keys that act on the selected run."""
+
+from __future__ import annotations
+
+import signal
+from typing import TYPE_CHECKING
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal
+from textual.screen import Screen
+from textual.widgets import Footer, Input
+
+from qqtui.core import launch
+from qqtui.core.records import RunRecord, Status
+from qqtui.tui.messages import IntentOutcome, RunsPolled
+from qqtui.tui.screens.confirm import ConfirmScreen
+from qqtui.tui.screens.details import DetailsScreen
+from qqtui.tui.screens.launch_form import LaunchForm, LaunchRequest
+from qqtui.tui.widgets.header import CountsHeader
+from qqtui.tui.widgets.output_view import OutputView
+from qqtui.tui.widgets.pid_tree import PidTree
+from qqtui.tui.widgets.run_table import RunTable
+
+if TYPE_CHECKING:
+    from qqtui.tui.app import QqApp
+
+CANCEL_GRACE_S = 10.0
+
+# Actions that need a selected run, and which runs they apply to.
+_RUN_ACTIONS = {
+    "cancel": lambda run: run.is_active and not run.cancel_requested and not run.kill_requested,
+    "kill": lambda run: run.is_active and not run.kill_requested,
+    "retry": lambda run: run.status.is_final,
+    "resume": lambda run: not run.is_active,
+    "details": lambda run: True,
+    "follow": lambda run: True,
+    "search": lambda run: True,
+}
+
+
+class MainScreen(Screen[None]):
+    """The runs and everything about the selected one."""
+
+    BINDINGS: list[BindingType] = [
+        Binding("n", "launch", "Launch", tooltip="Launch a new run (a form)", id="main.launch"),
+        Binding(
+            "c",
+            "cancel",
+            "Cancel",
+            tooltip="Cancel the selected run: TERM, then KILL after a grace period",
+            id="main.cancel",
+        ),
+        Binding(
+            "k",
+            "kill",
+            "Kill",
+            tooltip="Kill the selected run's process group and tree now",
+            id="main.kill",
+        ),
+        Binding(
+            "r",
+            "resume",
+            "Resume",
+            tooltip="Resume the selected run's session (a new run in it)",
+            id="main.resume",
+        ),
+        Binding(
+            "R",
+            "retry",
+            "Retry",
+            key_display="R",
+            tooltip="Queue the selected finished run again as a new attempt",
+            id="main.retry",
+        ),
+        Binding(
+            "enter",
+            "details",
+            "Details",
+            tooltip="Command, directories, env, attempts, times and the events timeline",
+            id="main.details",
+        ),
+        Binding(
+            "slash",
+            "filter",
+            "Filter",
+            key_display="/",
+            tooltip="Filter runs by text and status",
+            id="main.filter",
+        ),
+        Binding(
+            "f",
+            "follow",
+            "Follow",
+            tooltip="Follow the newest output (toggle)",
+            id="main.follow",
+        ),
+        Binding(
+            "ctrl+f",
+            "search",
+            "Search",
+            tooltip="Search the selected run's output (then n / N)",
+            id="main.search",
+        ),
+        Binding(
+            "escape",
+            "close_filter",
+            "Close filter",
+            show=False,
+            tooltip="Back to the table",
+            id="main.close_filter",
+        ),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._selected: int | None = None
+        self._pending_select: int | None = None
+
+    @property
+    def qq(self) -> QqApp:
+        return self.app  # type: ignore[return-value]
+
+    def compose(self) -> ComposeResult:
+        yield CountsHeader(self.qq.location, id="counts")
+        yield Input(
+            placeholder="filter: words or statuses (running hung failed done …) · enter: apply · esc: close",
+            id="filter",
+        )
+        yield RunTable(id="runs")
+        with Horizontal(id="bottom"):
+            yield OutputView(id="output")
+            yield PidTree(id="pids")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one(RunTable).border_title = "runs"
+        self.query_one(OutputView).border_title = "output"
+        self.query_one(PidTree).border_title = "processes"
+        self.query_one(RunTable).focus()
+
+    # -- data in ------------------------------------------------------------------
+
+    @property
+    def selected_run(self) -> RunRecord | None:
+        poll = self.qq.last_poll
+        if poll is None or self._selected is None:
+            return None
+        return poll.result.runs.get(self._selected)
+
+    def show_poll(self, message: RunsPolled) -> None:
+        """Apply one poll: table rows, counts, the selected run's tree and titles."""
+        before = self.selected_run
+        table = self.query_one(RunTable)
+        table.apply(message.rows)
+        self.query_one(CountsHeader).show_counts(message.result.counts)
+        if self._pending_select is not None and table.select_run(self._pending_select):
+            self._pending_select = None
+        self._show_selected(refresh_bindings=before != self.selected_run)
+        shown = len(message.rows)
+        total = message.result.counts.get("total", 0)
+        table.border_title = f"runs  {shown} of {total}" if message.query else f"runs  {total}"
+
+    def select_when_shown(self, run_id: int) -> None:
+        """Select `run_id` as soon as it is in the table (a launch waits for the next poll)."""
+        if not self.query_one(RunTable).select_run(run_id):
+            self._pending_select = run_id
+
+    @on(RunTable.SelectionChanged)
+    def _on_selection_changed(self, event: RunTable.SelectionChanged) -> None:
+        self._selected = event.run_id
+        self._show_selected(refresh_bindings=True)
+
+    def _show_selected(self, *, refresh_bindings: bool) -> None:
+        run = self.selected_run
+        output = self.query_one(OutputView)
+        pids = self.query_one(PidTree)
+        poll = self.qq.last_poll
+        if run is None:
+            output.set_path(None)
+            output.border_title = "output"
+            pids.show_tree(None)
+        else:
+            output.set_path(launch.output_log_path(self.qq.home, run))
+            output.border_title = f"output · run {run.id} · {run.name}"
+            tree = poll.result.trees.get(run.id) if poll is not None else None
+            pids.show_tree(tree)
+            count = tree.count if tree is not None else 0
+            pids.border_title = f"processes · run {run.id} · {count}"
+        if refresh_bindings:
+            self.refresh_bindings()
+
+    @on(OutputView.FollowChanged)
+    def _on_follow_changed(self, event: OutputView.FollowChanged) -> None:
+        event.output_view.border_subtitle = "following" if event.follow else "paused · f to follow"
+
+    # -- which keys apply ---------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        applies = _RUN_ACTIONS.get(action)
+        if applies is None:
+            if action == "close_filter":
+                return self.query_one("#filter", Input).has_focus or None
+            return True
+        run = self.selected_run
+        return True if run is not None and applies(run) else None
+
+    # -- actions ------------------------------------------------------------------
+
+    def action_launch(self) -> None:
+        self.app.push_screen(LaunchForm(self.qq.home, self.qq.default_cwd), self._launch)
+
+    def _launch(self, request: LaunchRequest | None) -> None:
+        if request is None:
+            return
+        app = self.qq
+        self.notify(f"Queueing {' '.join(request.argv)[:60]} …", timeout=2)
+
+        def submit() -> IntentOutcome:
+            run = launch.submit_run(
+                app.store,
+                app.home,
+                request.argv,
+                name=request.name,
+                agent=request.agent,
+                cwd=request.cwd,
+                timeout_s=request.timeout_s,
+                hung_after_s=request.hung_after_s,
+                session_id=request.session_id,
+                actor="tui",
+            )
+            return IntentOutcome(
+                f"Queued run {run.id} ({run.name}) in session {run.session_id}", run
+            )
+
+        app.run_intent(submit)
+
+    def action_cancel(self) -> None:
+        run = self.selected_run
+        if run is None:
+            return
+        how = (
+            f"TERM to its process group now, KILL to the whole tree after {CANCEL_GRACE_S:g}s."
+            if run.status is Status.RUNNING
+            else "It has not started; it will not run."
+        )
+        self._confirm(
+            "Cancel run",
+            f"Cancel run {run.id} ({run.name})?\n{how}",
+            "Cancel run",
+            lambda: self._stop(run, kill=False),
+        )
+
+    def action_kill(self) -> None:
+        run = self.selected_run
+        if run is None:
+            return
+        self._confirm(
+            "Kill run",
+            f"Kill run {run.id} ({run.name}) now?\nSIGKILL to its process group and every "
+            "process of its tree, without a grace period.",
+            "Kill",
+            lambda: self._stop(run, kill=True),
+        )
+
+    def _confirm(self, title: str, question: str, label: str, then: object) -> None:
+        def answered(yes: bool | None) -> None:
+            if yes and callable(then):
+                then()
+
+        self.app.push_screen(ConfirmScreen(title, question, label), answered)
+
+    def _stop(self, run: RunRecord, *, kill: bool) -> None:
+        app = self.qq
+        verb = "Killing" if kill else "Cancelling"
+        self.notify(f"{verb} run {run.id} …", timeout=2)
+
+        def stop() -> IntentOutcome:
+            if kill:
+                after = launch.kill_run(app.store, run.id, actor="tui")
+            else:
+                after = launch.cancel_run(app.store, run.id, CANCEL_GRACE_S, actor="tui")
+            if after.status.is_final:
+                return IntentOutcome(f"Run {run.id} {after.status.value} before it started", after)
+            what = "kill" if kill else "cancel"
+            return IntentOutcome(
+                f"Run {run.id}: {what} requested; its worker is stopping it", after
+            )
+
+        app.run_intent(stop)
+
+    def action_retry(self) -> None:
+        run = self.selected_run
+        if run is None:
+            return
+        app = self.qq
+
+        def retry() -> IntentOutcome:
+            after = launch.retry_run(app.store, run.id, actor="tui")
+            return IntentOutcome(f"Run {run.id} queued again (attempt {after.attempt})", after)
+
+        app.run_intent(retry)
+
+    def action_resume(self) -> None:
+        run = self.selected_run
+        if run is None:
+            return
+        app = self.qq
+
+        def resume() -> IntentOutcome:
+            new = launch.resume_session(app.store, app.home, run.session_id, actor="tui")
+            return IntentOutcome(f"Resumed session {run.session_id} as run {new.id}", new)
+
+        app.run_intent(resume)
+
+    def action_details(self) -> None:
+        if self._selected is not None:
+            self.app.push_screen(DetailsScreen(self._selected))
+
+    @on(RunTable.RowSelected)
+    def _on_row_selected(self, event: RunTable.RowSelected) -> None:
+        # enter on the focused table arrives as RowSelected, not through our binding.
+        event.stop()
+        self.action_details()
+
+    def action_follow(self) -> None:
+        self.query_one(OutputView).action_toggle_follow()
+
+    def action_search(self) -> None:
+        output = self.query_one(OutputView)
+        output.focus()
+        output.action_open_search()
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.add_class("-open")
+        box.focus()
+
+    def action_close_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        if not box.value:
+            box.remove_class("-open")
+        self.query_one(RunTable).focus()
+
+    @on(Input.Changed, "#filter")
+    def _on_filter_changed(self, event: Input.Changed) -> None:
+        event.stop()
+        self.qq.filter_query = event.value.strip()
+        self.qq.poll_now()
+
+    @on(Input.Submitted, "#filter")
+    def _on_filter_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.action_close_filter()
+
+    # -- one process of the tree ----------------------------------------------------
+
+    @on(PidTree.SignalRequested)
+    def _on_signal_requested(self, event: PidTree.SignalRequested) -> None:
+        event.stop()
+        run = self.selected_run
+        if run is None or run.id != event.run_id:
+            return
+        proc = event.proc
+        name = signal.Signals(event.sig).name
+        app = self.qq
+
+        def send() -> IntentOutcome:
+            launch.signal_run_process(app.home, run, proc.pid, proc.create_time, event.sig)
+            return IntentOutcome(f"Sent {name} to process {proc.pid} ({proc.name}) of run {run.id}")
+
+        self._confirm(
+            f"Send {name}",
+            f"Send {name} to process {proc.pid} ({proc.name}) of run {run.id}?\n"
+            f"{' '.join(proc.cmdline)[:200]}",
+            f"Send {name}",
+            lambda: app.run_intent(send),
+        )

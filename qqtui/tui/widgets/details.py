@@ -1,0 +1,109 @@
+"""RunDetails: everything about one run, and its events timeline from the store."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+from textual.widgets import Static
+
+from qqtui.core.launch import output_log_path, run_paths
+from qqtui.core.records import EventRecord, RunRecord
+from qqtui.tui.sanitize import strip_controls
+from qqtui.tui.widgets import formatting as fmt
+
+
+def clock_time(at: float | None) -> str:
+    if at is None:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
+
+
+def _safe(value: object) -> str:
+    # argv, env and reasons come from users and programs: never let them move the cursor.
+    return strip_controls(str(value))
+
+
+def details_table(run: RunRecord, home: Path, now: float) -> Table:
+    """The run's fields as a two-column table."""
+    session_dir, run_dir = run_paths(home, run)
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(overflow="fold")
+    status = Text(fmt.status_label(run.status), style=fmt.STATUS_STYLES[run.status])
+    if run.hung and run.is_active:
+        status.append("  HUNG", style=fmt.HUNG_STYLE)
+    rows: list[tuple[str, Text | str]] = [
+        ("Run", f"{run.id}  {_safe(run.name)}"),
+        ("Status", status),
+        ("Outcome", _safe(fmt.outcome(run)) or "-"),
+        ("Command", _safe(fmt.command_line(run.argv))),
+        ("Working dir", _safe(run.cwd)),
+        ("Agent", run.agent),
+        ("Session", run.session_id),
+        ("Session dir", str(session_dir)),
+        ("Output log", str(output_log_path(home, run))),
+        ("Run dir", str(run_dir)),
+        (
+            "Env overrides",
+            "\n".join(f"{_safe(k)}={_safe(v)}" for k, v in sorted(run.env.items())) or "-",
+        ),
+        ("Attempt", f"{run.attempt} of {run.max_retries + 1}"),
+        ("Timeout", fmt.duration(run.timeout_s) if run.timeout_s else "none"),
+        ("Hung after", fmt.duration(run.hung_after_s)),
+        ("Created", clock_time(run.created_at)),
+        ("Started", clock_time(run.started_at)),
+        ("Finished", clock_time(run.finished_at)),
+        ("Runtime", fmt.duration(run.runtime_s(now))),
+        ("Last activity", clock_time(run.activity_at)),
+        ("Output", fmt.size(run.output_bytes)),
+        (
+            "Process",
+            f"pid {run.pid or '-'}  pgid {run.pgid or '-'}  shim {run.shim_pid or '-'}",
+        ),
+        ("Worker", f"{run.worker_id or '-'} on {run.host or '-'}"),
+    ]
+    for label, value in rows:
+        table.add_row(label, value)
+    return table
+
+
+def events_table(events: list[EventRecord]) -> Table:
+    """The timeline, oldest first."""
+    table = Table(
+        "Time", "Event", "Change", "Reason", "By", box=None, expand=True, header_style="bold"
+    )
+    for event in events:
+        change = f"{event.from_status or '·'} → {event.to_status}" if event.to_status else ""
+        table.add_row(
+            clock_time(event.at),
+            event.kind,
+            change,
+            _safe(event.reason or ""),
+            _safe(event.actor or ""),
+        )
+    if not events:
+        table.add_row("-", "no events", "", "", "")
+    return table
+
+
+class RunDetails(Static):
+    """Details and timeline of one run; `show` replaces what is shown."""
+
+    def show(
+        self, run: RunRecord | None, events: list[EventRecord], home: Path, now: float
+    ) -> None:
+        if run is None:
+            self.update(Text("The run is gone from the store.", style="italic"))
+            return
+        self.update(
+            Group(
+                details_table(run, home, now),
+                Text(""),
+                Text("Events", style="bold underline"),
+                events_table(events),
+            )
+        )

@@ -1,0 +1,337 @@
+"""RunTable: the job table, updated in place by row key, only the cells that changed.
+
+Rows are formatted off the UI thread (`build_rows`, called by the poll worker) as
+plain `(text, style)` cells; the widget diffs them against what it shows and turns
+only the changed ones into Rich `Text`. With 10,000 runs a tick costs one tuple
+comparison per row on the UI thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from rich.text import Text
+from textual import on
+from textual.binding import Binding, BindingType
+from textual.message import Message
+from textual.widgets import DataTable
+from textual.widgets.data_table import ColumnKey, RowKey
+
+from qqtui.core.procs import RunTree
+from qqtui.core.records import RunRecord, Status
+from qqtui.tui.widgets import formatting as fmt
+
+Cell = tuple[str, str]
+"""Text and Rich style of one cell."""
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    key: str
+    label: str
+    width: int
+
+
+COLUMNS: tuple[Column, ...] = (
+    Column("id", "ID", 5),
+    Column("name", "Name / agent", 28),
+    Column("status", "Status", 11),
+    Column("hung", "Hung", 6),
+    Column("runtime", "Runtime", 7),
+    Column("activity", "Active", 6),
+    Column("cpu", "CPU  last minute", 17),
+    Column("rss", "RSS", 7),
+    Column("procs", "Procs", 5),
+    Column("outcome", "Exit / reason", 28),
+    Column("host", "Host", 10),
+)
+COLUMN_INDEX = {c.key: i for i, c in enumerate(COLUMNS)}
+# The sortable value of each column, computed with the row (see `build_rows`).
+DEFAULT_SORT = ("id", True)
+
+STATUS_WORDS = {s.value for s in Status} | {"hung", "active", "done", "finished"}
+
+
+@dataclass(frozen=True, slots=True)
+class RowData:
+    cells: tuple[Cell, ...]
+    sort_values: tuple[Any, ...]
+
+
+def matches_filter(run: RunRecord, query: str) -> bool:
+    """`query` words: a status word (`running`, `failed`, `hung`, `active`, `done`) keeps
+    runs in that state; any other word must appear in id, name, agent, command, host
+    or reason (case-insensitive). All words must match."""
+    if not query:
+        return True
+    haystack: str | None = None
+    for word in query.lower().split():
+        if word in STATUS_WORDS:
+            if word == "hung":
+                ok = run.hung and run.status is Status.RUNNING
+            elif word == "active":
+                ok = run.is_active
+            elif word in ("done", "finished"):
+                ok = run.status.is_final
+            else:
+                ok = run.status.value == word
+            if not ok:
+                return False
+            continue
+        if haystack is None:
+            haystack = " ".join(
+                (
+                    str(run.id),
+                    run.name,
+                    run.agent,
+                    " ".join(run.argv),
+                    run.host or "",
+                    run.reason or "",
+                    run.session_id,
+                )
+            ).lower()
+        if word not in haystack:
+            return False
+    return True
+
+
+def run_row(run: RunRecord, tree: RunTree | None, history: Sequence[float], now: float) -> RowData:
+    """One table row for `run`: cells to show and values to sort by."""
+    running = run.status is Status.RUNNING
+    runtime = run.runtime_s(now)
+    activity_at = run.activity_at or run.started_at or run.created_at
+    activity = max(0.0, now - activity_at)
+    cpu = tree.cpu_percent if tree is not None else None
+    rss = tree.rss if tree is not None else None
+    procs = tree.count if tree is not None else None
+    name = run.name or (run.argv[0] if run.argv else "")
+    name_text = f"{name} · {run.agent}" if run.agent and run.agent != "default" else name
+    hung = running and run.hung
+    cells: tuple[Cell, ...] = (
+        (str(run.id), "bold"),
+        (name_text, ""),
+        (fmt.status_label(run.status), fmt.STATUS_STYLES[run.status]),
+        (" HUNG " if hung else "", fmt.HUNG_STYLE if hung else ""),
+        (fmt.duration(runtime), ""),
+        (fmt.age(activity) if run.is_active else "-", "yellow" if hung else "dim"),
+        (
+            f"{cpu:5.1f}% {fmt.sparkline(history)}" if cpu is not None else "",
+            "cyan" if cpu and cpu >= 50 else "",
+        ),
+        (fmt.size(rss) if rss else "", ""),
+        (str(procs) if procs else "", ""),
+        (fmt.outcome(run), "red" if run.status in (Status.FAILED, Status.LOST) else "dim"),
+        (run.host or "", "dim"),
+    )
+    sort_values = (
+        run.id,
+        name_text.lower(),
+        (run.status.value, run.id),
+        (hung, run.id),
+        runtime or 0.0,
+        activity if run.is_active else float("inf"),
+        cpu or 0.0,
+        rss or 0,
+        procs or 0,
+        fmt.outcome(run),
+        run.host or "",
+    )
+    return RowData(cells, sort_values)
+
+
+def build_rows(
+    runs: Mapping[int, RunRecord],
+    trees: Mapping[int, RunTree],
+    cpu_history: Mapping[int, Sequence[float]],
+    now: float,
+    query: str,
+) -> dict[int, RowData]:
+    """Rows for every run that passes the filter, keyed by run id."""
+    return {
+        run_id: run_row(run, trees.get(run_id), cpu_history.get(run_id, ()), now)
+        for run_id, run in runs.items()
+        if matches_filter(run, query)
+    }
+
+
+def cell_text(cell: Cell) -> Text:
+    text, style = cell
+    return Text(text, style=style, no_wrap=True, overflow="ellipsis")
+
+
+class RunTable(DataTable[Any]):
+    """The runs, one row per run id; `apply` diffs in the new rows."""
+
+    BINDINGS: list[BindingType] = [
+        Binding(
+            "enter",
+            "select_cursor",
+            "Details",
+            tooltip="Command, directories, env, attempts, times and the events timeline",
+            id="run_table.details",
+        ),
+        Binding(
+            "o",
+            "cycle_sort",
+            "Sort",
+            tooltip="Sort by the next column (click a header to sort by it)",
+            id="run_table.cycle_sort",
+        ),
+        Binding(
+            "O",
+            "reverse_sort",
+            "Reverse",
+            key_display="O",
+            show=False,
+            tooltip="Reverse the sort order",
+            id="run_table.reverse_sort",
+        ),
+    ]
+
+    class SelectionChanged(Message):
+        """The highlighted run changed (or there is none any more)."""
+
+        def __init__(self, run_table: RunTable, run_id: int | None) -> None:
+            super().__init__()
+            self.run_table = run_table
+            self.run_id = run_id
+
+        @property
+        def control(self) -> RunTable:
+            return self.run_table
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(
+            id=id,
+            classes=classes,
+            cursor_type="row",
+            zebra_stripes=True,
+            cursor_foreground_priority="renderable",
+        )
+        self._rows: dict[int, RowData] = {}
+        self.sort_column, self.sort_reverse = DEFAULT_SORT
+        self._selected: int | None = None
+
+    def on_mount(self) -> None:
+        for column in COLUMNS:
+            self.add_column(self._header(column), width=column.width, key=column.key)
+
+    def _header(self, column: Column) -> Text:
+        if column.key != self.sort_column:
+            return Text(column.label)
+        return Text(f"{column.label} {'▼' if self.sort_reverse else '▲'}", style="bold")
+
+    @property
+    def selected_run_id(self) -> int | None:
+        return self._selected
+
+    @property
+    def run_ids(self) -> list[int]:
+        """Shown run ids in display order."""
+        return [int(row.key.value or 0) for row in self.ordered_rows]
+
+    def apply(self, rows: dict[int, RowData]) -> None:
+        """Make the table show `rows`: remove gone keys, update changed cells, add new rows."""
+        selected = self._selected
+        resort = False
+        sort_index = COLUMN_INDEX[self.sort_column]
+        with self.app.batch_update():
+            for run_id in [r for r in self._rows if r not in rows]:
+                self.remove_row(str(run_id))
+                del self._rows[run_id]
+            for run_id, row in rows.items():
+                old = self._rows.get(run_id)
+                if old is None:
+                    self.add_row(*(cell_text(c) for c in row.cells), key=str(run_id))
+                    resort = True
+                elif old != row:
+                    key = str(run_id)
+                    for column, old_cell, new_cell in zip(
+                        COLUMNS, old.cells, row.cells, strict=True
+                    ):
+                        if old_cell != new_cell:
+                            self.update_cell(key, column.key, cell_text(new_cell))
+                    if old.sort_values[sort_index] != row.sort_values[sort_index]:
+                        resort = True
+                self._rows[run_id] = row
+            if resort:
+                self._sort()
+            self._restore_selection(selected)
+
+    def _sort(self) -> None:
+        index = COLUMN_INDEX[self.sort_column]
+        rows = self._rows
+
+        def key(row_values: list[Any]) -> Any:
+            # The id column's first cell is the run id; look the sort value up by it.
+            return rows[int(row_values[0].plain)].sort_values[index]
+
+        self.sort(key=key, reverse=self.sort_reverse)
+
+    def _restore_selection(self, run_id: int | None) -> None:
+        """Keep the cursor on the same run after rows moved; report if it is gone."""
+        if not self.row_count:
+            self._set_selected(None)
+            return
+        if run_id is not None and run_id in self._rows:
+            index = self.get_row_index(str(run_id))
+            if index != self.cursor_row:
+                self.move_cursor(row=index, animate=False, scroll=False)
+            self._set_selected(run_id)
+            return
+        row = min(self.cursor_row, self.row_count - 1)
+        self.move_cursor(row=max(0, row), animate=False)
+        self._set_selected(self._run_at_cursor())
+
+    def _run_at_cursor(self) -> int | None:
+        if not self.row_count:
+            return None
+        row_key, _ = self.coordinate_to_cell_key(self.cursor_coordinate)
+        return int(row_key.value) if row_key.value is not None else None
+
+    def _set_selected(self, run_id: int | None) -> None:
+        if run_id != self._selected:
+            self._selected = run_id
+            self.post_message(self.SelectionChanged(self, run_id))
+
+    def select_run(self, run_id: int) -> bool:
+        """Move the cursor to `run_id` if it is shown."""
+        if run_id not in self._rows:
+            return False
+        self.move_cursor(row=self.get_row_index(str(run_id)))
+        return True
+
+    @on(DataTable.RowHighlighted)
+    def _on_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        event.stop()
+        key: RowKey = event.row_key
+        self._set_selected(int(key.value) if key.value is not None else None)
+
+    @on(DataTable.HeaderSelected)
+    def _on_header_selected(self, event: DataTable.HeaderSelected) -> None:
+        event.stop()
+        column = str(event.column_key.value)
+        if column == self.sort_column:
+            self.set_sort(column, not self.sort_reverse)
+        else:
+            self.set_sort(column, False)
+
+    def set_sort(self, column: str, reverse: bool) -> None:
+        previous = self.sort_column
+        self.sort_column, self.sort_reverse = column, reverse
+        for key in {previous, column}:
+            col = self.columns[ColumnKey(key)]
+            col.label = self._header(next(c for c in COLUMNS if c.key == key))
+        selected = self._selected
+        self._sort()
+        self._restore_selection(selected)
+        self.refresh()
+
+    def action_cycle_sort(self) -> None:
+        index = (COLUMN_INDEX[self.sort_column] + 1) % len(COLUMNS)
+        self.set_sort(COLUMNS[index].key, False)
+
+    def action_reverse_sort(self) -> None:
+        self.set_sort(self.sort_column, not self.sort_reverse)

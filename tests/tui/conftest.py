@@ -1,0 +1,101 @@
+"""Fixtures for the app tests: a temp home, a real SQLite store, a real `qqtui worker`,
+and a helper that waits for a condition while the app keeps running."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+from textual.pilot import Pilot
+
+from qqtui.config import Settings
+from qqtui.core.records import Status
+from qqtui.core.snapshot import Snapshot
+from qqtui.core.store import Store
+
+
+@pytest.fixture
+def tui_home(tmp_path: Path) -> Path:
+    path = tmp_path / "home"
+    path.mkdir(mode=0o700)
+    return path
+
+
+@pytest.fixture
+def tui_settings(tui_home: Path) -> Settings:
+    return Settings(home=tui_home, db_url=f"sqlite:///{tui_home / 'qqtui.db'}")
+
+
+@pytest.fixture
+def tui_store(tui_settings: Settings) -> Iterator[Store]:
+    store = Store.open(tui_settings.db_url, actor="test")
+    yield store
+    store.close()
+
+
+def clean_env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("QQ_", "QQTUI_"))}
+    env["QQ_HOME"] = str(home)
+    return env
+
+
+def kill_home_processes(home: Path) -> None:
+    """Leave no process of this test's runs (or workers) behind, whatever the test did."""
+    for proc in psutil.process_iter():
+        with contextlib.suppress(psutil.Error):
+            if proc.pid != os.getpid() and proc.environ().get("QQ_HOME") == str(home):
+                proc.kill()
+
+
+@pytest.fixture
+def live_worker(tui_home: Path, tui_store: Store) -> Iterator[subprocess.Popen[bytes]]:
+    """A real `qqtui worker` on the temp home, polling fast; stopped with its runs."""
+    err = open(tui_home / "worker.err", "wb")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "qqtui", "--home", str(tui_home), "worker", "--poll", "0.1"],
+        env=clean_env(tui_home),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=err,
+    )
+    deadline = time.monotonic() + 20
+    while not tui_store.workers(live_only=True):
+        if time.monotonic() > deadline or proc.poll() is not None:
+            raise AssertionError(f"worker did not start: {(tui_home / 'worker.err').read_text()}")
+        time.sleep(0.05)
+    yield proc
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    err.close()
+    kill_home_processes(tui_home)
+
+
+async def wait_until(
+    pilot: Pilot[object], condition: Callable[[], object], timeout: float = 20.0, what: str = ""
+) -> object:
+    """Let the app run until `condition()` is truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")
+        await pilot.pause(0.05)
+
+
+def run_status(db_url: str, run_id: int) -> Status | None:
+    run = Snapshot(db_url).run(run_id)
+    return run.status if run is not None else None

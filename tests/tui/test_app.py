@@ -1,0 +1,429 @@
+"""Pilot tests: drive every binding against a temp home with a real store and a real
+worker; assert on the store's state and on what the screen shows."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from unittest import mock
+
+import psutil
+import pytest
+
+from qqtui.config import Settings
+from qqtui.core.launch import output_log_path, submit_run
+from qqtui.core.records import Status
+from qqtui.core.snapshot import Snapshot
+from qqtui.core.store import Store
+from qqtui.tui.app import QqApp, make_app
+from qqtui.tui.screens.confirm import ConfirmScreen
+from qqtui.tui.screens.details import DetailsScreen
+from qqtui.tui.screens.help import HelpScreen
+from qqtui.tui.screens.launch_form import LaunchForm
+from qqtui.tui.screens.main import MainScreen
+from qqtui.tui.screens.sessions import SessionScreen, SessionsScreen
+from qqtui.tui.widgets.output_view import OutputView
+from qqtui.tui.widgets.pid_tree import PidTree
+from qqtui.tui.widgets.run_table import RunTable
+from tests.tui.conftest import run_status, wait_until
+
+SIZE = (160, 45)
+REPO = Path(__file__).resolve().parents[2]
+
+
+def app_for(settings: Settings, store: Store, **kwargs: object) -> QqApp:
+    kwargs.setdefault("start_worker", False)
+    kwargs.setdefault("poll_interval", 0.2)
+    kwargs.setdefault("cwd", str(settings.home))
+    return make_app(settings, store, **kwargs)  # type: ignore[arg-type]
+
+
+def add(store: Store, settings: Settings, *argv: str, **kwargs: object) -> int:
+    run = submit_run(store, settings.home, list(argv), cwd=str(settings.home), **kwargs)  # type: ignore[arg-type]
+    return run.id
+
+
+def shown_ids(app: QqApp) -> list[int]:
+    return app.screen.query_one(RunTable).run_ids
+
+
+def status_of(settings: Settings, run_id: int) -> Status | None:
+    return run_status(settings.db_url, run_id)
+
+
+def toasts(app: QqApp) -> list[str]:
+    return [str(n.message) for n in app._notifications]
+
+
+async def select(pilot, app: QqApp, run_id: int) -> None:  # type: ignore[no-untyped-def]
+    table = app.screen.query_one(RunTable)
+    await wait_until(pilot, lambda: run_id in table.run_ids, what=f"run {run_id} in the table")
+    table.select_run(run_id)
+    screen = app.screen
+    assert isinstance(screen, MainScreen)
+    await wait_until(pilot, lambda: screen.selected_run and screen.selected_run.id == run_id)
+
+
+@pytest.mark.asyncio
+async def test_launch_form_queues_a_run_that_runs_and_shows_its_output(
+    tui_settings: Settings, tui_store: Store, live_worker: subprocess.Popen[bytes]
+) -> None:
+    app = app_for(tui_settings, tui_store)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("n")
+        await wait_until(pilot, lambda: isinstance(app.screen, LaunchForm))
+        form = app.screen
+        form.query_one(
+            "#launch-command"
+        ).value = f"{sys.executable} -c \"import time\nfor i in range(300): print('tick', i, flush=True); time.sleep(0.1)\""
+        form.query_one("#launch-name").value = "ticker"
+        form.query_one("#launch-agent").value = "tester"
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: isinstance(app.screen, MainScreen))
+        runs = await wait_until(pilot, lambda: Snapshot(tui_settings.db_url).runs())
+        run = runs[0]  # type: ignore[index]
+        assert run.name == "ticker" and run.agent == "tester"
+        assert run.argv[0] == sys.executable
+        await wait_until(pilot, lambda: status_of(tui_settings, run.id) is Status.RUNNING)
+        # The new run is selected and its output streams into the output pane.
+        output = app.screen.query_one(OutputView)
+        await wait_until(pilot, lambda: output.line_count >= 3, what="output lines")
+        assert output.path == output_log_path(tui_settings.home, run)
+        await wait_until(pilot, lambda: "▶ running" in _row_text(app, run.id))
+        assert any("Queued run" in t for t in toasts(app))
+
+
+def _row_text(app: QqApp, run_id: int) -> str:
+    table = app.screen.query_one(RunTable)
+    if run_id not in table.run_ids:
+        return ""
+    return " ".join(str(getattr(c, "plain", c)) for c in table.get_row(str(run_id)))
+
+
+@pytest.mark.asyncio
+async def test_launch_form_shows_invalid_input_next_to_each_field(
+    tui_settings: Settings, tui_store: Store
+) -> None:
+    app = app_for(tui_settings, tui_store)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("n")
+        await wait_until(pilot, lambda: isinstance(app.screen, LaunchForm))
+        form = app.screen
+        form.query_one("#launch-command").value = 'echo "unterminated'
+        form.query_one("#launch-agent").value = "bad agent!"
+        form.query_one("#launch-cwd").value = str(tui_settings.home / "missing")
+        form.query_one("#launch-timeout").value = "-5"
+        form.query_one("#launch-hung").value = "soon"
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert isinstance(app.screen, LaunchForm), "invalid input must keep the form open"
+        errors = {
+            key: str(form.query_one(f"#launch-{key}-error").render())
+            for key in ("command", "agent", "cwd", "timeout", "hung")
+        }
+        assert "quotation" in errors["command"].lower()
+        assert "invalid agent name" in errors["agent"]
+        assert "is not a directory" in errors["cwd"]
+        assert "positive" in errors["timeout"]
+        assert "not a number" in errors["hung"]
+        assert Snapshot(tui_settings.db_url).runs() == []
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: isinstance(app.screen, MainScreen))
+        assert Snapshot(tui_settings.db_url).runs() == []
+
+
+@pytest.mark.asyncio
+async def test_cancel_asks_then_cancels_the_running_run(
+    tui_settings: Settings, tui_store: Store, live_worker: subprocess.Popen[bytes]
+) -> None:
+    run_id = add(tui_store, tui_settings, "sleep", "300", name="sleeper")
+    app = app_for(tui_settings, tui_store)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: status_of(tui_settings, run_id) is Status.RUNNING)
+        await select(pilot, app, run_id)
+        await wait_until(pilot, lambda: "▶ running" in _row_text(app, run_id))
+        await pilot.press("c")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("n")  # no: nothing happens
+        await wait_until(pilot, lambda: isinstance(app.screen, MainScreen))
+        assert status_of(tui_settings, run_id) is Status.RUNNING
+        await pilot.press("c")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await wait_until(pilot, lambda: status_of(tui_settings, run_id) is Status.CANCELLED)
+        await wait_until(pilot, lambda: "cancelled" in _row_text(app, run_id))
+        assert any("cancel requested" in t for t in toasts(app))
+        # Cancel no longer applies to the finished run: greyed out, and pressing it does nothing.
+        await wait_until(pilot, lambda: app.screen.check_action("cancel", ()) is None)
+        await pilot.press("c")
+        await pilot.pause()
+        assert isinstance(app.screen, MainScreen)
+
+
+@pytest.mark.asyncio
+async def test_kill_stops_the_whole_tree_now(
+    tui_settings: Settings, tui_store: Store, live_worker: subprocess.Popen[bytes]
+) -> None:
+    run_id = add(
+        tui_store,
+        tui_settings,
+        "sh",
+        "-c",
+        "trap '' TERM; sleep 300 & sleep 301 & wait",
+        name="stubborn",
+    )
+    app = app_for(tui_settings, tui_store)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: status_of(tui_settings, run_id) is Status.RUNNING)
+        await select(pilot, app, run_id)
+        pids = app.screen.query_one(PidTree)
+        await wait_until(pilot, lambda: pids.tree is not None and pids.tree.count >= 3)
+        members = [p.pid for p in pids.tree.procs]  # type: ignore[union-attr]
+        await pilot.press("k")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await wait_until(pilot, lambda: status_of(tui_settings, run_id) is Status.CANCELLED)
+        run = Snapshot(tui_settings.db_url).run(run_id)
+        assert run is not None and run.kill_requested
+        await wait_until(pilot, lambda: not any(psutil.pid_exists(p) for p in members))
+
+
+@pytest.mark.asyncio
+async def test_retry_and_resume_queue_new_work(
+    tui_settings: Settings, tui_store: Store, live_worker: subprocess.Popen[bytes]
+) -> None:
+    run_id = add(tui_store, tui_settings, "sh", "-c", "echo oops; exit 3", name="failing")
+    app = app_for(tui_settings, tui_store)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: status_of(tui_settings, run_id) is Status.FAILED)
+        await select(pilot, app, run_id)
+        await wait_until(pilot, lambda: "failed" in _row_text(app, run_id))
+        # The failure was noticed by diffing polls: a toast says so.
+        await wait_until(pilot, lambda: any("failed" in t for t in toasts(app)))
+        assert app.screen.check_action("cancel", ()) is None
+        await pilot.press("R")
+        await wait_until(
+            pilot,
+            lambda: (r := Snapshot(tui_settings.db_url).run(run_id)) and r.attempt == 2,
+            what="attempt 2",
+        )
+        await wait_until(pilot, lambda: status_of(tui_settings, run_id) is Status.FAILED)
+        await select(pilot, app, run_id)
+        await wait_until(pilot, lambda: app.screen.check_action("resume", ()))
+        await pilot.press("r")
+        runs = await wait_until(pilot, lambda: len(Snapshot(tui_settings.db_url).runs()) == 2)
+        assert runs
+        first, second = Snapshot(tui_settings.db_url).runs()
+        assert second.session_id == first.session_id and second.argv == first.argv
+
+
+@pytest.mark.asyncio
+async def test_details_shows_command_env_and_timeline(
+    tui_settings: Settings, tui_store: Store, live_worker: subprocess.Popen[bytes]
+) -> None:
+    run_id = add(
+        tui_store, tui_settings, "sh", "-c", "echo hi", name="greeter", env={"GREETING": "hello"}
+    )
+    app = app_for(tui_settings, tui_store)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: status_of(tui_settings, run_id) is Status.SUCCEEDED)
+        await select(pilot, app, run_id)
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, DetailsScreen))
+
+        def body() -> str:
+            return _screen_text(app)
+
+        await wait_until(pilot, lambda: "GREETING=hello" in body(), what="details")
+        text = body()
+        assert "sh -c 'echo hi'" in text
+        assert "queued → running" in text and "running → succeeded" in text
+        assert str(tui_settings.home) in text
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: isinstance(app.screen, MainScreen))
+
+
+def _screen_text(app: QqApp) -> str:
+    """Everything on screen as plain text (what a person would read)."""
+    strips = app.screen._compositor.render_strips()
+    return "\n".join(strip.text for strip in strips)
+
+
+@pytest.mark.asyncio
+async def test_filter_by_text_and_status(tui_settings: Settings, tui_store: Store) -> None:
+    ids = [
+        add(tui_store, tui_settings, "echo", "alpha", name="alpha job"),
+        add(tui_store, tui_settings, "echo", "beta", name="beta job"),
+        add(tui_store, tui_settings, "echo", "gamma", name="gamma job"),
+    ]
+    cancelled = tui_store.request_cancel(ids[2]).id
+    app = app_for(tui_settings, tui_store)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: len(shown_ids(app)) == 3)
+        assert shown_ids(app) == sorted(ids, reverse=True), "newest first by default"
+        await pilot.press("slash")
+        await pilot.press(*"beta")
+        await wait_until(pilot, lambda: shown_ids(app) == [ids[1]], what="text filter")
+        filter_box = app.screen.query_one("#filter")
+        filter_box.value = "cancelled"
+        await wait_until(pilot, lambda: shown_ids(app) == [cancelled], what="status filter")
+        filter_box.value = "queued job"
+        await wait_until(pilot, lambda: sorted(shown_ids(app)) == ids[:2])
+        await pilot.press("enter")
+        assert app.screen.query_one(RunTable).has_focus
+        filter_box.value = ""
+        await wait_until(pilot, lambda: len(shown_ids(app)) == 3)
+        # Sorting by a header keeps the selection on the same run.
+        table = app.screen.query_one(RunTable)
+        table.select_run(ids[1])
+        await pilot.pause()
+        await pilot.press("o")  # next column: name
+        await wait_until(pilot, lambda: table.sort_column == "name")
+        assert shown_ids(app) == ids  # alpha, beta, gamma
+        assert table.selected_run_id == ids[1]
+        await pilot.press("O")
+        assert shown_ids(app) == list(reversed(ids))
+
+
+@pytest.mark.asyncio
+async def test_follow_search_help_sessions_and_quit(
+    tui_settings: Settings, tui_store: Store
+) -> None:
+    run_id = add(tui_store, tui_settings, "echo", "x", name="logger", agent="writer")
+    run = Snapshot(tui_settings.db_url).run(run_id)
+    assert run is not None
+    log = output_log_path(tui_settings.home, run)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text("".join(f"line {i}\n" for i in range(500)) + "needle here\n")
+    app = app_for(tui_settings, tui_store)
+    async with app.run_test(size=SIZE) as pilot:
+        await select(pilot, app, run_id)
+        output = app.screen.query_one(OutputView)
+        await wait_until(pilot, lambda: output.line_count == 501, what="log indexed")
+        assert output.follow
+        await pilot.press("f")
+        assert not output.follow
+        await pilot.press("f")
+        assert output.follow
+        await pilot.press("ctrl+f")
+        await pilot.press(*"needle", "enter")
+        await wait_until(pilot, lambda: output.match_count == 1, what="search match")
+        await wait_until(pilot, lambda: output.current_match_line == 500)
+        await pilot.press("escape")
+        app.screen.query_one(RunTable).focus()
+
+        await pilot.press("question_mark")
+        await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen))
+        help_text = _screen_text(app)
+        for words in ("Launch", "Cancel", "Kill", "Resume", "Retry", "Filter", "Follow", "Search"):
+            assert words in help_text
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: isinstance(app.screen, MainScreen))
+
+        session_dir = log.parents[2]
+        (session_dir / "history.json").write_text(
+            json.dumps(
+                {"messages": [{"role": "user", "content": "fix the [bold]flaky[/bold] test"}]}
+            )
+        )
+        await pilot.press("s")
+        await wait_until(pilot, lambda: isinstance(app.screen, SessionsScreen))
+        await wait_until(pilot, lambda: run.session_id in _screen_text(app))  # type: ignore[attr-defined]
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, SessionScreen))
+        await wait_until(
+            pilot,
+            lambda: "fix the [bold]flaky[/bold] test" in _screen_text(app),  # type: ignore[attr-defined]
+            what="conversation with literal markup",
+        )
+        session_output = app.screen.query_one(OutputView)
+        await wait_until(pilot, lambda: session_output.line_count == 501)
+        # A half-written history file: a clear inline error, no crash.
+        (session_dir / "history.json").write_text('{"messages": [{"role": "us')
+        await pilot.press("escape")
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, SessionScreen))
+        await wait_until(
+            pilot,
+            lambda: "is not valid JSON" in _screen_text(app),  # type: ignore[attr-defined]
+        )
+        await pilot.press("escape", "escape")
+        await wait_until(pilot, lambda: isinstance(app.screen, MainScreen))
+        await pilot.press("q")
+        await wait_until(pilot, lambda: not app.is_running)
+
+
+@pytest.mark.asyncio
+async def test_signal_one_process_from_the_pid_tree(
+    tui_settings: Settings, tui_store: Store, live_worker: subprocess.Popen[bytes]
+) -> None:
+    run_id = add(tui_store, tui_settings, "sh", "-c", "sleep 300 & sleep 301; wait", name="pair")
+    app = app_for(tui_settings, tui_store)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: status_of(tui_settings, run_id) is Status.RUNNING)
+        await select(pilot, app, run_id)
+        pids = app.screen.query_one(PidTree)
+        await wait_until(pilot, lambda: pids.tree is not None and pids.tree.count == 3)
+        pids.focus()
+        target = next(p for p in pids.tree.procs if p.cmdline[-1:] == ("300",))  # type: ignore[union-attr]
+        pids.move_cursor(row=pids.get_row_index(str(target.pid)))
+        await pilot.press("t")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await wait_until(pilot, lambda: not psutil.pid_exists(target.pid) or _zombie(target.pid))
+        assert any(f"Sent SIGTERM to process {target.pid}" in t for t in toasts(app))
+        assert status_of(tui_settings, run_id) is Status.RUNNING, "only that process got the signal"
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+@pytest.mark.asyncio
+async def test_app_starts_a_worker_when_none_is_alive(
+    tui_settings: Settings, tui_store: Store
+) -> None:
+    app = app_for(tui_settings, tui_store, start_worker=True)
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_until(pilot, lambda: tui_store.workers(live_only=True), timeout=30)
+            await wait_until(pilot, lambda: any("background worker" in t for t in toasts(app)))
+    finally:
+        for worker in tui_store.workers(live_only=True):
+            proc = psutil.Process(worker.pid)
+            proc.terminate()
+            proc.wait(timeout=20)
+
+
+def test_the_app_never_runs_sql_or_signals_itself() -> None:
+    offenders = []
+    for path in (REPO / "qqtui" / "tui").rglob("*.py"):
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if re.search(r"os\.kill|killpg|\.execute\(", line):
+                offenders.append(f"{path}:{number}: {line.strip()}")
+    assert offenders == []
+
+
+def test_demo_home_queues_every_demo_run(tmp_path: Path) -> None:
+    from qqtui.demo.catalog import demo_runs
+    from qqtui.tui.launch import demo_settings, queue_demo_runs
+
+    settings = demo_settings(tmp_path / "demo")
+    with mock.patch("qqtui.core.workerctl.start_detached_worker", return_value=4242) as start:
+        ids = queue_demo_runs(settings)
+    assert start.called, "the demo must start a worker so its runs run"
+    runs = Snapshot(settings.db_url).runs()
+    assert [r.id for r in runs] == ids
+    assert [r.name for r in runs] == [d.name for d in demo_runs()]
+    assert {r.status for r in runs} == {Status.QUEUED}
+    fresh = demo_settings()
+    try:
+        assert fresh.home.name.startswith("qqtui-demo-") and fresh.home.is_dir()
+    finally:
+        fresh.home.rmdir()
