@@ -227,6 +227,34 @@ def test_errors_in_dotted_and_inline_forms_find_the_line(home: Path) -> None:
     assert (err.key, err.line) == ("agents.bot.timeout", 3)
 
 
+def test_error_in_an_env_sub_table_points_at_its_header(home: Path) -> None:
+    err = _error(
+        home,
+        """\
+        [agents.qq]
+        command = ["qq"]
+
+        [agents.qq.env]
+        OK = "1"
+        BAD = 2
+        """,
+    )
+    assert (err.key, err.line) == ("agents.qq.env", 6)
+    assert "BAD must be a string" in str(err)
+    err = _error(
+        home,
+        """\
+        [agents.qq]
+        env.OK = "1"
+        env.QQ_RUN_ID = "9"
+        """,
+    )
+    assert (err.key, err.line) == ("agents.qq.env", 3)
+    assert "set by qqtui" in str(err)
+    err = _error(home, '[agents]\nqq.env.OK = "1"\nqq.env.BAD = 2\n')
+    assert (err.key, err.line) == ("agents.qq.env", 3)
+
+
 def test_agents_must_be_tables(home: Path) -> None:
     err = _error(home, 'title = "x"\nagents = 3\n')
     assert err.line == 2 and "table" in str(err)

@@ -221,9 +221,11 @@ def profile_for(home: Path, agent: str) -> AgentProfile:
 def _parse_agents(doc: dict[str, Any], text: str, path: Path) -> dict[str, AgentProfile]:
     agents = doc.get("agents", {})
 
-    def fail(name: str | None, key: str | None, problem: str) -> ProfileError:
+    def fail(
+        name: str | None, key: str | None, problem: str, sub: str | None = None
+    ) -> ProfileError:
         dotted = ".".join(p for p in ("agents", name, key) if p)
-        return ProfileError(path, find_key_line(text, name, key), dotted, problem)
+        return ProfileError(path, find_key_line(text, name, key, sub), dotted, problem)
 
     if not isinstance(agents, dict):
         raise fail(None, None, "must be a table of [agents.NAME] profiles")
@@ -266,11 +268,13 @@ def _parse_agents(doc: dict[str, Any], text: str, path: Path) -> dict[str, Agent
             raise fail(name, "env", 'must be a table of NAME = "value" strings')
         for env_name, env_value in env.items():
             if not ENV_NAME_RE.match(env_name):
-                raise fail(name, "env", f"{env_name!r} is not a valid environment variable name")
+                raise fail(
+                    name, "env", f"{env_name!r} is not a valid environment variable name", env_name
+                )
             if env_name in RESERVED_ENV:
-                raise fail(name, "env", f"{env_name} is set by qqtui for every run")
+                raise fail(name, "env", f"{env_name} is set by qqtui for every run", env_name)
             if not isinstance(env_value, str):
-                raise fail(name, "env", f"{env_name} must be a string, got {env_value!r}")
+                raise fail(name, "env", f"{env_name} must be a string, got {env_value!r}", env_name)
         description = table.get("description", "")
         if not isinstance(description, str):
             raise fail(name, "description", f"must be a string, got {description!r}")
@@ -292,42 +296,71 @@ def _name_pattern(name: str) -> str:
     return rf"""(?:{re.escape(name)}|"{re.escape(name)}"|'{re.escape(name)}')"""
 
 
-def find_key_line(text: str, agent: str | None, key: str | None) -> int | None:
-    """Best-effort 1-based line of `agents.<agent>.<key>` in TOML text (None if not found).
+def find_key_line(
+    text: str, agent: str | None, key: str | None, sub: str | None = None
+) -> int | None:
+    """Best-effort 1-based line of `agents.<agent>.<key>[.<sub>]` in TOML text, or None.
 
     tomllib returns plain dicts without positions, so for semantic errors we scan the
-    text: a `[agents.NAME]` header, then `key =` lines up to the next header; failing
-    that, dotted (`agents.NAME.key =`, `NAME.key =`) or inline-table forms.
+    text for the forms TOML allows: `[agents.NAME]` then `key = ...` (or dotted
+    `key.sub = ...`) up to the next header; a `[agents.NAME.key]` sub-table then
+    `sub = ...`; dotted `agents.NAME.key = ...` / `NAME.key = ...`; an inline table
+    `NAME = { ... }` under `[agents]`.
     """
     lines = text.splitlines()
     sep = r"\s*\.\s*"
     if agent is None:
         pattern = re.compile(r"^\s*(\[\s*agents\s*[.\]]|agents\s*[.=])")
         return next((i + 1 for i, line in enumerate(lines) if pattern.match(line)), None)
-    header = re.compile(rf"^\s*\[\s*agents{sep}{_name_pattern(agent)}\s*\]")
     any_header = re.compile(r"^\s*\[")
-    key_line = re.compile(rf"^\s*{_name_pattern(key)}\s*=") if key else None
-    header_at: int | None = None
-    for i, line in enumerate(lines):
-        if header.match(line):
-            header_at = i
-            break
-    if header_at is not None:
-        if key_line is None:
-            return header_at + 1
-        for j in range(header_at + 1, len(lines)):
-            if any_header.match(lines[j]):
-                break
-            if key_line.match(lines[j]):
-                return j + 1
+
+    def header_line(*parts: str) -> int | None:
+        pattern = re.compile(
+            rf"^\s*\[\s*agents{sep}" + sep.join(_name_pattern(p) for p in parts) + r"\s*\]"
+        )
+        return next((i for i, line in enumerate(lines) if pattern.match(line)), None)
+
+    def in_section(start: int, *patterns: str) -> int | None:
+        # First line after header `start` (before the next header) matching a pattern,
+        # trying the patterns in order of precision.
+        for form in patterns:
+            pattern = re.compile(form)
+            for j in range(start + 1, len(lines)):
+                if any_header.match(lines[j]):
+                    break
+                if pattern.match(lines[j]):
+                    return j + 1
+        return None
+
     name = _name_pattern(agent)
-    forms = [rf"^\s*(?:agents{sep})?{name}{sep}{_name_pattern(key)}\s*="] if key else []
-    forms.append(rf"^\s*(?:agents{sep})?{name}\s*=")  # inline table `qq = { ... }`
-    for form in forms:
-        pattern = re.compile(form)
-        for i, line in enumerate(lines):
-            if pattern.match(line):
-                return i + 1
+    header_at = header_line(agent)
+    if key is None:
+        if header_at is not None:
+            return header_at + 1
+    else:
+        k = _name_pattern(key)
+        if header_at is not None:
+            forms = [rf"^\s*{k}{sep}{_name_pattern(sub)}\s*="] if sub else []
+            found = in_section(header_at, *forms, rf"^\s*{k}\s*[=.]")
+            if found:
+                return found
+        sub_table = header_line(agent, key)
+        if sub_table is not None:
+            forms = [rf"^\s*{_name_pattern(sub)}\s*="] if sub else []
+            return in_section(sub_table, *forms) or sub_table + 1
+        for form in (
+            rf"^\s*(?:agents{sep})?{name}{sep}{k}{sep}{_name_pattern(sub)}\s*=" if sub else None,
+            rf"^\s*(?:agents{sep})?{name}{sep}{k}\s*[=.]",
+        ):
+            if form:
+                pattern = re.compile(form)
+                for i, line in enumerate(lines):
+                    if pattern.match(line):
+                        return i + 1
+    inline = re.compile(rf"^\s*(?:agents{sep})?{name}\s*=")  # `qq = { ... }`
+    for i, line in enumerate(lines):
+        if inline.match(line):
+            return i + 1
     return header_at + 1 if header_at is not None else None
 
 
