@@ -60,7 +60,7 @@ PLACEHOLDERS = frozenset({"session_id", "session_dir", "home", "agent"})
 PROFILE_KEYS = frozenset({"description", "command", "resume", "timeout", "hung_after", "env"})
 # qqtui sets these for every run; a profile overriding them would break the contract.
 RESERVED_ENV = frozenset(
-    {"QQ_HOME", "QQ_SESSION_ID", "QQ_SESSION_DIR", "QQ_RUN_ID", "QQ_HEARTBEAT_FILE"}
+    {"QQ_HOME", "QQ_SESSION_ID", "QQ_SESSION_DIR", "QQ_RUN_ID", "QQ_HEARTBEAT_FILE", "QQ_ATTEMPT"}
 )
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -379,10 +379,12 @@ def migrate_legacy_history(home: Path, agent: str, now: float | None = None) -> 
     if not legacy.is_file() or legacy.is_symlink():
         return None
     marker = agent_dir / MIGRATED_MARKER
+    if _migration_complete(marker):
+        return None  # the common case, without taking the lock (the marker is atomic)
     with locked(marker):
-        state = read_json(marker, None)
-        if isinstance(state, dict) and state.get("complete"):
+        if _migration_complete(marker):
             return None
+        state = read_json(marker, None)
         if isinstance(state, dict) and isinstance(state.get("session_id"), str):
             session_id = state["session_id"]
         else:
@@ -418,6 +420,11 @@ def migrate_legacy_history(home: Path, agent: str, now: float | None = None) -> 
             },
         )
         return path
+
+
+def _migration_complete(marker: Path) -> bool:
+    state = read_json(marker, None)
+    return isinstance(state, dict) and state.get("complete") is True
 
 
 def migrate_all_legacy_histories(home: Path) -> list[Path]:
