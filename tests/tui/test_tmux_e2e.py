@@ -1,0 +1,129 @@
+"""End to end: the real `qqtui` in a real terminal (tmux). Start a run with `n`, see it
+running, cancel it with `c`, see it cancelled."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from qqtui.core.records import Status
+from qqtui.core.snapshot import Snapshot
+from qqtui.core.store import Store
+from tests.tui.conftest import clean_env, kill_home_processes
+
+TMUX = shutil.which("tmux")
+
+
+class Tmux:
+    """One tmux server of our own (its own socket), one 160x45 window."""
+
+    def __init__(self, socket: str) -> None:
+        assert TMUX is not None
+        self.base = [TMUX, "-L", socket]
+        self.session = "qqtui-e2e"
+
+    def start(self, command: str, env: dict[str, str]) -> None:
+        subprocess.run(
+            [*self.base, "new-session", "-d", "-s", self.session, "-x", "160", "-y", "45", command],
+            env=env,
+            check=True,
+        )
+
+    def keys(self, *keys: str, literal: bool = False) -> None:
+        extra = ["-l"] if literal else []
+        subprocess.run([*self.base, "send-keys", "-t", self.session, *extra, *keys], check=True)
+
+    def screen(self) -> str:
+        result = subprocess.run(
+            [*self.base, "capture-pane", "-p", "-t", self.session],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        return result.stdout
+
+    def wait_for(self, predicate: Callable[[str], bool], what: str, timeout: float = 30) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            text = self.screen()
+            if predicate(text):
+                return text
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {what}; screen was:\n{text}")
+            time.sleep(0.1)
+
+    def kill(self) -> None:
+        subprocess.run([*self.base, "kill-server"], capture_output=True, check=False)
+
+
+@pytest.fixture
+def tmux(tmp_path: Path) -> Iterator[Tmux]:
+    if TMUX is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("tmux is required under CI for the end-to-end test")
+        pytest.skip("tmux is not installed")
+    server = Tmux(f"qqtui-test-{os.getpid()}-{tmp_path.name}")
+    yield server
+    server.kill()
+
+
+def _stop_workers(home: Path, db_url: str) -> None:
+    store = Store.open(db_url)
+    try:
+        for worker in store.workers(live_only=True):
+            try:
+                proc = psutil.Process(worker.pid)
+                if abs(proc.create_time() - worker.pid_create_time) < 1:
+                    proc.terminate()
+                    proc.wait(timeout=20)
+            except psutil.Error:
+                continue
+    finally:
+        store.close()
+    kill_home_processes(home)
+
+
+def test_launch_see_running_cancel_see_cancelled(tmux: Tmux, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir(mode=0o700)
+    db_url = f"sqlite:///{home / 'qqtui.db'}"
+    env = clean_env(home)
+    try:
+        tmux.start(f"cd {home} && exec {sys.executable} -m qqtui", env)
+        tmux.wait_for(lambda s: "0 running" in s and "n Launch" in s, "the app to open")
+
+        tmux.keys("n")
+        tmux.wait_for(lambda s: "Launch a run" in s, "the launch form")
+        tmux.keys("sleep 300", literal=True)
+        tmux.wait_for(lambda s: "sleep 300" in s, "the typed command")
+        tmux.keys("C-s")
+
+        screen = tmux.wait_for(
+            lambda s: "▶ running" in s and "1 running" in s,
+            "the run to show as running",
+        )
+        assert "Queued run 1" in screen or "1 running" in screen
+        runs = Snapshot(db_url).runs()
+        assert len(runs) == 1 and runs[0].status is Status.RUNNING
+        assert runs[0].argv == ("sleep", "300") and runs[0].name == "sleep"
+
+        tmux.keys("c")
+        tmux.wait_for(lambda s: "Cancel run 1" in s, "the confirmation")
+        tmux.keys("y")
+        tmux.wait_for(
+            lambda s: "■ cancelled" in s and "1 cancelled" in s, "the run to show as cancelled"
+        )
+        assert Snapshot(db_url).run(1).status is Status.CANCELLED  # type: ignore[union-attr]
+
+        tmux.keys("q")
+        tmux.wait_for(lambda s: "Launch" not in s, "the app to quit", timeout=10)
+    finally:
+        _stop_workers(home, db_url)
