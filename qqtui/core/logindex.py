@@ -250,36 +250,55 @@ class LogIndex:
         progress on a file that grew by gigabytes. Safe to call from any one thread
         at a time while another runs `scan_head()`.
         """
-        with self._refresh_lock:
+        try:
+            with self._refresh_lock:
+                return self._refresh_locked(budget_bytes)
+        finally:
             if self._closed:
-                return RefreshResult(0, 0, False, False)
-            try:
-                st = os.stat(self.path)
-            except FileNotFoundError:
-                st = None
-            reset = False
-            if st is None or not stat.S_ISREG(st.st_mode):
-                if self._fd is not None or self._size:
-                    self._reset_to_empty()
-                    reset = True
-                return RefreshResult(self.line_count, 0, reset, False)
-            replaced = self._fd is None or self._identity != (st.st_dev, st.st_ino)
-            if replaced or st.st_size < self._size or not self._guard_intact():
-                self._open()
+                self._release_fd()
+
+    def _refresh_locked(self, budget_bytes: int | None) -> RefreshResult:
+        if self._closed:
+            return RefreshResult(0, 0, False, False)
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            st = None
+        reset = False
+        if st is None or not stat.S_ISREG(st.st_mode):
+            if self._fd is not None or self._size:
+                self._reset_to_empty()
                 reset = True
-            before = self.line_count
-            more = self._extend_tail(st.st_size, budget_bytes)
-            after = self.line_count
-            return RefreshResult(after, 0 if reset else after - before, reset, more)
+            return RefreshResult(self.line_count, 0, reset, False)
+        replaced = self._fd is None or self._identity != (st.st_dev, st.st_ino)
+        if replaced or st.st_size < self._size or not self._guard_intact():
+            self._open()
+            reset = True
+        before = self.line_count
+        more = self._extend_tail(st.st_size, budget_bytes)
+        after = self.line_count
+        return RefreshResult(after, 0 if reset else after - before, reset, more)
 
     def close(self) -> None:
-        """Stop any head scan and release the file."""
-        with self._refresh_lock, self._lock:
+        """Stop any head scan and release the file; never waits for a running refresh."""
+        with self._lock:
             self._closed = True
             self._generation += 1
-            if self._fd is not None:
-                os.close(self._fd)
-                self._fd = None
+        self._release_fd()
+
+    def _release_fd(self) -> None:
+        # A refresh in another thread may be reading through the descriptor: then
+        # it is closed by that refresh on its way out (it checks `_closed` after
+        # releasing the lock), so a UI thread closing the index never blocks.
+        if not self._refresh_lock.acquire(blocking=False):
+            return
+        try:
+            with self._lock:
+                if self._fd is not None:
+                    os.close(self._fd)
+                    self._fd = None
+        finally:
+            self._refresh_lock.release()
 
     def __enter__(self) -> LogIndex:
         return self

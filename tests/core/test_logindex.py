@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import random
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -298,3 +300,25 @@ def test_concurrent_writer_refresher_and_reader(tmp_path: Path) -> None:
         assert index.line_count == total
         assert index.read_lines(0, 1) == ["row 000000"]
         assert index.read_lines(total - 1, 1) == [f"row {total - 1:06d}"]
+
+
+def test_close_releases_the_descriptor_and_stops_refreshing(tmp_path: Path) -> None:
+    path = tmp_path / "run.log"
+    path.write_bytes(b"a\n")
+    index = LogIndex(path)
+    index.refresh()
+    open_fds = len(os.listdir("/proc/self/fd"))
+    index.close()
+    assert len(os.listdir("/proc/self/fd")) == open_fds - 1
+    assert index.refresh().line_count == 0
+    assert len(os.listdir("/proc/self/fd")) == open_fds - 1
+
+
+def test_logindex_imports_neither_textual_nor_rich() -> None:
+    code = (
+        "import sys, qqtui.core.logindex; "
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('textual', 'rich')]; "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
