@@ -520,6 +520,14 @@ def human_size(n: int) -> str:
     metavar="BYTES",
     help="Output kept per run.",
 )
+@click.option(
+    "--retry-base",
+    type=click.FloatRange(min=0),
+    default=2.0,
+    show_default=True,
+    metavar="S",
+    help="First retry delay; doubles per attempt, with jitter.",
+)
 @pass_ctx
 def worker(
     ctx: Context,
@@ -529,6 +537,7 @@ def worker(
     stop_runs: bool,
     grace: float,
     log_cap: int,
+    retry_base: float,
 ) -> None:
     """Run the supervisor: claim queued runs and watch them."""
     import logging
@@ -543,6 +552,7 @@ def worker(
         stop_runs_on_exit=stop_runs,
         kill_grace_s=grace,
         log_cap=log_cap,
+        retry_base_s=retry_base,
     )
     supervisor = Supervisor(ctx.store(actor="worker"), ctx.settings.home, config)
     sys.exit(supervisor.run_forever())

@@ -50,7 +50,9 @@ def cli_env(home: Path) -> dict[str, str]:
 def qq(home: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
     """Run the real `qqtui` CLI against the temp home."""
 
-    def run(*args: str, check: bool = False, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def run(
+        *args: str, check: bool = False, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(
             [sys.executable, "-m", "qqtui", *args],
             env=cli_env(home),

@@ -177,6 +177,7 @@ def main() -> int:
     exit_info: dict | None = None
     drain_deadline: float | None = None
     eof = False
+    leftovers = True
     os.set_blocking(read_fd, False)
     while True:
         if not eof:
@@ -197,13 +198,17 @@ def main() -> int:
             # Everything closed the pipe but the command still runs: block until it ends.
             _, wstatus = os.waitpid(child.pid, 0)
             exit_info = decode_wait_status(wstatus)
-        # Reap the command and anything orphaned onto us as subreaper.
+        # Reap the command and anything orphaned onto us as subreaper. Everything the
+        # command started is in our subtree, so how this loop ends says whether it
+        # left processes behind.
         while True:
             try:
                 pid, wstatus = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
+                leftovers = False
                 break
             if pid == 0:
+                leftovers = True
                 break
             if pid == child.pid and exit_info is None:
                 exit_info = decode_wait_status(wstatus)
@@ -213,7 +218,7 @@ def main() -> int:
             final = dict(started)
             final.update(exit_info, finished_at=time.time(), output_bytes=log.written)
             write_status(status_path, final)
-            report(exit_info)
+            report({**exit_info, "leftovers": leftovers})
         if exit_info is not None and (eof or time.monotonic() >= drain_deadline):
             break
     log.close()

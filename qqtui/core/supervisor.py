@@ -13,6 +13,7 @@ import os
 import random
 import select
 import signal
+import subprocess
 import time
 import uuid
 from collections.abc import Callable
@@ -27,13 +28,14 @@ from qqtui.core.procs import (
     DEFAULT_LOG_CAP,
     RunEnvironment,
     RunTarget,
+    ShimProcess,
     Spawned,
     SpawnError,
     TreeKill,
     boot_id,
     create_time_from_ticks,
     is_alive,
-    spawn_run,
+    start_run,
 )
 from qqtui.core.records import RunRecord, StaleClaimError, Status, WorkerRecord
 from qqtui.core.store import Store
@@ -84,6 +86,7 @@ class Tracked:
     heartbeat_mtime: float = 0.0
     ended: bool = False
     truncated: bool = False
+    recorded: bool = True  # False while a fresh spawn awaits its shim's start report
 
     @property
     def status_path(self) -> Path:
@@ -120,6 +123,7 @@ class Supervisor:
     worker_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     tracked: dict[int, Tracked] = field(default_factory=dict)
     leftovers: list[TreeKill] = field(default_factory=list)
+    exiting_shims: list[ShimProcess] = field(default_factory=list)
     stopping: bool = False
     boot: str = field(default_factory=boot_id)
     _wake: WakeSocket | None = None
@@ -178,12 +182,15 @@ class Supervisor:
                     tracked.spawned.shim.stdout.close()  # type: ignore[union-attr]
         for killer in self.leftovers:
             killer.finish(settle_s=0.5)
+        for shim in self.exiting_shims:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                shim.wait(timeout=5)
         self.store.stop_worker(self.worker_id)
         if self._wake is not None:
             self._wake.close()
 
     def _idle(self) -> bool:
-        if self.tracked or self.leftovers:
+        if self.tracked or self.leftovers or self.exiting_shims:
             return False
         counts = self.store.count_by_status()
         return counts.get(Status.QUEUED, 0) == 0
@@ -197,7 +204,9 @@ class Supervisor:
                     timeout, max(0.0, tracked.killer.started_at + tracked.killer.grace_s - now)
                 )
         fds: list[int] = [
-            t.spawned.report_fd for t in self.tracked.values() if t.spawned and not t.ended
+            t.spawned.report_fd
+            for t in self.tracked.values()
+            if t.spawned is not None and not t.spawned.closed
         ]
         if self._wake is not None:
             fds.append(self._wake.fileno())
@@ -213,6 +222,7 @@ class Supervisor:
     def tick(self, *, claim: bool = True) -> None:
         now = self.clock()
         self._collect_ends()
+        self.exiting_shims = [p for p in self.exiting_shims if p.poll() is None]
         self._act_on_requests()
         self._enforce_timeouts(now)
         self._advance_killers()
@@ -251,7 +261,7 @@ class Supervisor:
                 fd = sessions.open_append_log(log_path)
                 with contextlib.closing(os.fdopen(fd, "ab")) as fh:
                     fh.write(f"[qqtui] attempt {run.attempt}\n".encode())
-            spawned = spawn_run(
+            spawned = start_run(
                 run_env=RunEnvironment(
                     run_id=run.id,
                     home=self.home,
@@ -270,25 +280,47 @@ class Supervisor:
         except (SpawnError, sessions.SessionError, OSError) as exc:
             self._finish(run, run.claim_token, Status.FAILED, reason=str(exc))
             return
+        # The shim answers through the select loop; `_on_started` records it.
+        self.tracked[run.id] = Tracked(
+            run=run, token=run.claim_token, run_dir=run_dir, spawned=spawned, recorded=False
+        )
+
+    def _on_started(self, tracked: Tracked) -> bool:
+        """Record the pids once the shim says the command runs; False if it never will."""
+        spawned = tracked.spawned
+        assert spawned is not None
+        run = tracked.run
+        if spawned.start_error is not None:
+            self.tracked.pop(run.id, None)
+            spawned.close()
+            self._finish(run, tracked.token, Status.FAILED, reason=spawned.start_error)
+            return False
         try:
             self.store.record_spawn(
                 run.id,
-                run.claim_token,
-                pid=spawned.pid,
-                pid_create_time=spawned.pid_create_time,
-                pgid=spawned.pgid,
+                tracked.token,
+                pid=spawned.pid or 0,
+                pid_create_time=spawned.pid_create_time or 0.0,
+                pgid=spawned.pgid or 0,
                 shim_pid=spawned.shim.pid,
-                shim_create_time=spawned.shim_create_time,
+                shim_create_time=spawned.shim_create_time or 0.0,
             )
         except StaleClaimError:
             # Someone fenced us out between claim and spawn: this attempt is theirs now.
+            self.tracked.pop(run.id, None)
             TreeKill(self._target_of(run, spawned), 0).finish()
             spawned.close()
-            return
-        run = self.store.get_run(run.id)
-        self.tracked[run.id] = Tracked(
-            run=run, token=run.claim_token or "", run_dir=run_dir, spawned=spawned
+            return False
+        tracked.run = _with(
+            run,
+            pid=spawned.pid,
+            pid_create_time=spawned.pid_create_time,
+            pgid=spawned.pgid,
+            shim_pid=spawned.shim.pid,
+            shim_create_time=spawned.shim_create_time,
         )
+        tracked.recorded = True
+        return True
 
     def _target_of(self, run: RunRecord, spawned: Spawned) -> RunTarget:
         return RunTarget(
@@ -306,6 +338,11 @@ class Supervisor:
 
     def _collect_ends(self) -> None:
         for tracked in list(self.tracked.values()):
+            spawned = tracked.spawned
+            if spawned is not None and not tracked.recorded:
+                spawned.read_reports()
+                if not spawned.answered or not self._on_started(tracked):
+                    continue
             exit_info = self._exit_info(tracked)
             if exit_info is None:
                 continue
@@ -337,6 +374,7 @@ class Supervisor:
         sig = exit_info.get("signal")
         status_info = _read_status(tracked.status_path, run.attempt) or {}
         output_bytes = status_info.get("output_bytes")
+        self._note_truncation(tracked, output_bytes)
         if exit_info.get("unknown"):
             status, reason = Status.LOST, "the run's shim vanished; its exit status is unknown"
         elif run.stop_cause == "timeout":
@@ -364,7 +402,9 @@ class Supervisor:
             output_bytes=output_bytes,
         )
         tracked.ended = True
-        self._forget(tracked, leftovers=True)
+        # The shim knows (as subreaper) whether the command left processes behind;
+        # without its report (adopted runs) we look.
+        self._forget(tracked, leftovers=bool(exit_info.get("leftovers", True)))
 
     def _finish(
         self,
@@ -419,8 +459,7 @@ class Supervisor:
             if killer.start(time.monotonic()):
                 self.leftovers.append(killer)
         if tracked.spawned is not None:
-            with contextlib.suppress(Exception):
-                tracked.spawned.shim.wait(timeout=5)
+            self.exiting_shims.append(tracked.spawned.shim)  # reaped by later ticks
 
     # -- cancel, kill, timeout
 
@@ -504,6 +543,18 @@ class Supervisor:
 
     # -- activity and hung detection
 
+    def _note_truncation(self, tracked: Tracked, size: int | None) -> None:
+        """One event the first time a run's log reaches the cap."""
+        if size is None or size < self.config.log_cap or tracked.truncated:
+            return
+        tracked.truncated = True
+        self.store.add_event(
+            tracked.run.id,
+            "output_truncated",
+            f"output reached the cap of {self.config.log_cap} bytes; further output is discarded",
+            actor=f"worker:{self.worker_id}",
+        )
+
     def _watch_activity(self, now: float) -> None:
         for tracked in self.tracked.values():
             run = tracked.run
@@ -516,15 +567,7 @@ class Supervisor:
                 if tracked.log_size >= 0:
                     active_at = now
                 tracked.log_size = size
-                if size >= self.config.log_cap and not tracked.truncated:
-                    tracked.truncated = True
-                    self.store.add_event(
-                        run.id,
-                        "output_truncated",
-                        f"output reached the cap of {self.config.log_cap} bytes; "
-                        "further output is discarded",
-                        actor=f"worker:{self.worker_id}",
-                    )
+                self._note_truncation(tracked, size)
             try:
                 mtime = tracked.heartbeat_path.stat().st_mtime
             except OSError:

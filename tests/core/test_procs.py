@@ -18,8 +18,8 @@ from qqtui.core.procs import (
     ProcessTable,
     RunEnvironment,
     RunTarget,
-    SpawnError,
     Spawned,
+    SpawnError,
     TreeKill,
     is_alive,
     kill_tree,
@@ -60,12 +60,21 @@ time.sleep(300)
 def start(tmp_path: Path, argv: list[str], run_id: int = 1) -> tuple[Spawned, RunTarget]:
     env = RunEnvironment(run_id, tmp_path, "sid", tmp_path, tmp_path / "hb")
     spawned = spawn_run(
-        run_env=env, argv=argv, cwd=str(tmp_path), env_overrides={},
-        log_path=tmp_path / f"out-{run_id}.log", status_path=tmp_path / f"status-{run_id}.json",
+        run_env=env,
+        argv=argv,
+        cwd=str(tmp_path),
+        env_overrides={},
+        log_path=tmp_path / f"out-{run_id}.log",
+        status_path=tmp_path / f"status-{run_id}.json",
     )
     target = RunTarget(
-        run_id=run_id, home=tmp_path, attempt=1, pid=spawned.pid,
-        pid_create_time=spawned.pid_create_time, pgid=spawned.pgid, shim_pid=spawned.shim.pid,
+        run_id=run_id,
+        home=tmp_path,
+        attempt=1,
+        pid=spawned.pid,
+        pid_create_time=spawned.pid_create_time,
+        pgid=spawned.pgid,
+        shim_pid=spawned.shim.pid,
         shim_create_time=spawned.shim_create_time,
     )
     return spawned, target
@@ -84,9 +93,11 @@ def wait_exit(spawned: Spawned, timeout: float = 10) -> dict:
 
 
 def test_spawn_reports_pid_env_output_and_true_exit(tmp_path: Path) -> None:
-    spawned, target = start(tmp_path, ["sh", "-c", 'echo "$QQ_RUN_ID:$QQ_HOME"; echo err >&2; exit 7'])
+    spawned, _target = start(
+        tmp_path, ["sh", "-c", 'echo "$QQ_RUN_ID:$QQ_HOME"; echo err >&2; exit 7']
+    )
     assert spawned.pgid == spawned.pid and spawned.shim.pid != spawned.pid
-    assert wait_exit(spawned) == {"exit_code": 7, "signal": None}
+    assert wait_exit(spawned) == {"exit_code": 7, "signal": None, "leftovers": False}
     assert (tmp_path / "out-1.log").read_text() == f"1:{tmp_path}\nerr\n"
     status = json.loads((tmp_path / "status-1.json").read_text())
     assert status["exit_code"] == 7 and status["pid"] == spawned.pid
@@ -111,9 +122,13 @@ def test_spawn_error_is_reported_not_raised_as_crash(tmp_path: Path) -> None:
 def test_output_is_capped_with_a_visible_marker(tmp_path: Path) -> None:
     env = RunEnvironment(1, tmp_path, "sid", tmp_path, tmp_path / "hb")
     spawned = spawn_run(
-        run_env=env, argv=[sys.executable, "-c", "import sys; sys.stdout.write('y' * 3_000_000)"],
-        cwd=str(tmp_path), env_overrides={}, log_path=tmp_path / "out.log",
-        status_path=tmp_path / "status.json", log_cap=100_000,
+        run_env=env,
+        argv=[sys.executable, "-c", "import sys; sys.stdout.write('y' * 3_000_000)"],
+        cwd=str(tmp_path),
+        env_overrides={},
+        log_path=tmp_path / "out.log",
+        status_path=tmp_path / "status.json",
+        log_cap=100_000,
     )
     assert wait_exit(spawned)["exit_code"] == 0
     data = (tmp_path / "out.log").read_bytes()
@@ -142,6 +157,7 @@ def test_kill_tree_catches_escapees_and_outlasts_sigterm_ignorers(tmp_path: Path
         assert not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE
     report = wait_exit(spawned)
     assert report["signal"] == signal.SIGTERM  # the command itself died of TERM
+    assert report["leftovers"] is True  # its children were still dying when it ended
     assert spawned.shim.returncode == 0  # the shim survived to record it
 
 
@@ -158,9 +174,16 @@ def test_a_reused_pid_is_never_signalled(tmp_path: Path) -> None:
         real = psutil.Process(bystander.pid).create_time()
         stale = real - 100.0
         assert not signal_verified(bystander.pid, stale, signal.SIGKILL)
-        target = RunTarget(run_id=99, home=tmp_path, attempt=1, pid=bystander.pid,
-                           pid_create_time=stale, pgid=bystander.pid, shim_pid=None,
-                           shim_create_time=None)
+        target = RunTarget(
+            run_id=99,
+            home=tmp_path,
+            attempt=1,
+            pid=bystander.pid,
+            pid_create_time=stale,
+            pgid=bystander.pid,
+            shim_pid=None,
+            shim_create_time=None,
+        )
         assert kill_tree(target, grace_s=0) == []
         time.sleep(0.2)
         assert bystander.poll() is None  # still alive
@@ -214,8 +237,14 @@ def test_a_thousand_short_runs_leave_no_zombies_or_open_fds(tmp_path: Path) -> N
     fds_before = me.num_fds()
     for i in range(1000):
         env = RunEnvironment(i, tmp_path, "sid", tmp_path, tmp_path / "hb")
-        spawned = spawn_run(run_env=env, argv=["true"], cwd=str(tmp_path), env_overrides={},
-                            log_path=tmp_path / "out.log", status_path=tmp_path / "st.json")
+        spawned = spawn_run(
+            run_env=env,
+            argv=["true"],
+            cwd=str(tmp_path),
+            env_overrides={},
+            log_path=tmp_path / "out.log",
+            status_path=tmp_path / "st.json",
+        )
         wait_exit(spawned)
     assert me.num_fds() == fds_before
     zombies = [c for c in me.children(recursive=True) if c.status() == psutil.STATUS_ZOMBIE]

@@ -36,7 +36,9 @@ def test_add_claim_finish_records_every_transition_with_its_event(store: Store) 
     assert claimed.id == run.id and claimed.status is Status.RUNNING
     assert claimed.worker_id == "w1" and claimed.claim_token
     assert store.claim_runs("w2", 5) == []
-    done = store.finish_run(run.id, claimed.claim_token, Status.SUCCEEDED, reason="exit 0", exit_code=0)
+    done = store.finish_run(
+        run.id, claimed.claim_token, Status.SUCCEEDED, reason="exit 0", exit_code=0
+    )
     assert done.status is Status.SUCCEEDED and done.exit_code == 0 and done.finished_at
     moves = [(e.from_status, e.to_status) for e in store.events(run.id)]
     assert moves == [(None, "queued"), ("queued", "running"), ("running", "succeeded")]
@@ -64,7 +66,9 @@ def test_stale_owner_cannot_finish_after_being_fenced_out(store: Store) -> None:
     new_token = store.adopt_run(run.id, claimed.claim_token, "w2", "test takeover")
     with pytest.raises(StaleClaimError):
         store.finish_run(run.id, claimed.claim_token or "", Status.FAILED, reason="late")
-    assert not store.record_activity(run.id, claimed.claim_token or "", activity_at=1.0, output_bytes=1)
+    assert not store.record_activity(
+        run.id, claimed.claim_token or "", activity_at=1.0, output_bytes=1
+    )
     assert store.get_run(run.id).status is Status.RUNNING
     store.finish_run(run.id, new_token, Status.SUCCEEDED, reason="exit 0")
     assert store.get_run(run.id).status is Status.SUCCEEDED
