@@ -348,3 +348,32 @@ def test_every_binding_has_an_id_and_a_description() -> None:
     for binding in bindings:
         assert binding.id and binding.id.startswith("output_view.")
         assert binding.description
+
+
+@pytest.mark.asyncio
+async def test_match_in_the_unnumbered_head_is_reached_after_merge(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = tmp_path / "big.log"
+    append(log, b"the needle is near the top\n")
+    numbered(log, 20_000)
+    release = threading.Event()
+    original = LogIndex.scan_head
+
+    def gated_scan_head(self: LogIndex, should_stop: Callable[[], bool] | None = None) -> bool:
+        release.wait(10)
+        return original(self, should_stop)
+
+    monkeypatch.setattr(LogIndex, "scan_head", gated_scan_head)
+    app = OutputApp(log)
+    async with app.run_test(size=SIZE) as pilot:
+        view = app.query_one(OutputView)
+        await wait_until(pilot, lambda: view.line_count > 0)
+        view.search("needle")
+        await wait_until(pilot, lambda: bool(app.search_events) and app.search_events[-1][2])
+        assert view.match_count == 1
+        assert view.current_match_line is None  # its line has no number yet
+        release.set()
+        await wait_until(pilot, lambda: view.current_match_line == 0)
+        await pilot.pause()
+        assert "the needle is near the top" in screen_lines(view)

@@ -389,6 +389,9 @@ class OutputView(ScrollView, can_focus=True):
         else:
             # Keep the same text on screen: every line number moved down.
             self.scroll_to(y=self.scroll_y + prepended, animate=False, immediate=True, force=True)
+        if self._current_match is None and self._match_offsets:
+            # Matches found in the head had no line number until now.
+            self._go_to_match(forward=True)
         self.refresh()
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
