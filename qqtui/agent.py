@@ -36,7 +36,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from qqtui.core.records import QqError
+from qqtui.core.errors import QqError
 
 # Environment contract (DESIGN.md). QQ_AGENT only matters outside qqtui.
 ENV_HOME = "QQ_HOME"

@@ -128,10 +128,8 @@ def cli(ctx: click.Context, home: str | None, db: str | None) -> None:
 @click.option(
     "--hung-after",
     type=float,
-    default=300.0,
-    show_default=True,
     metavar="S",
-    help="Flag the run hung after S seconds without output or heartbeat.",
+    help="Flag the run hung after S seconds without output or heartbeat (default 300).",
 )
 @click.option(
     "--retries",
@@ -153,7 +151,7 @@ def add(
     agent: str,
     cwd: str | None,
     timeout: float | None,
-    hung_after: float,
+    hung_after: float | None,
     retries: int,
     session_id: str | None,
     env_pairs: Sequence[str],
@@ -163,7 +161,7 @@ def add(
     """Queue a command: qqtui add [OPTIONS] -- CMD [ARG...]"""
     from qqtui.core.launch import parse_env_pairs, submit_run
 
-    if not command:
+    if not command and agent == "default":
         fail("empty command: give the command after --, e.g. qqtui add -- sleep 10")
     env = parse_env_pairs(env_pairs)
     run = submit_run(
@@ -440,14 +438,89 @@ def resume(ctx: Context, session_id: str, command: Sequence[str], as_json: bool)
         click.echo(run.id)
 
 
+@cli.command("agents")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def agents_cmd(ctx: Context, as_json: bool) -> None:
+    """List the agent profiles of <home>/config.toml."""
+    from qqtui.core.profiles import config_path, load_profiles
+
+    profiles = load_profiles(ctx.settings.home)
+    rows = [
+        {
+            "name": p.name,
+            "description": p.description,
+            "command": list(p.command) if p.command is not None else None,
+            "resume": list(p.resume) if p.resume is not None else None,
+            "timeout": p.timeout,
+            "hung_after": p.hung_after,
+            "env": sorted(p.env),
+        }
+        for p in profiles.values()
+    ]
+    if as_json:
+        print_json(rows)
+        return
+    if not rows:
+        click.echo(f"no agent profiles in {config_path(ctx.settings.home)}", err=True)
+        return
+    for r in rows:
+        click.echo(f"{r['name']}: {r['description']}" if r["description"] else r["name"])
+        click.echo(f"  command: {' '.join(r['command']) if r['command'] else '(the given ARGS)'}")
+        click.echo(f"  resume:  {' '.join(r['resume']) if r['resume'] else '(the last command)'}")
+        limits = [f"timeout {r['timeout']:g}s" if r["timeout"] else "no timeout"]
+        if r["hung_after"]:
+            limits.append(f"hung after {r['hung_after']:g}s")
+        if r["env"]:
+            limits.append("env " + ", ".join(r["env"]))
+        click.echo("  " + "; ".join(limits))
+
+
+@cli.command()
+def heartbeat() -> None:
+    """Tell qqtui this run is still making progress (from a shell agent)."""
+    from qqtui.agent import Session
+
+    session = Session.from_environ(create=False)
+    if session.heartbeat_file is None:
+        fail("no heartbeat file: QQ_HEARTBEAT_FILE is not set (run this inside a qqtui run)")
+    session.heartbeat()
+    if session.heartbeat_error:
+        fail(f"cannot touch {session.heartbeat_file}: {session.heartbeat_error}")
+
+
+@cli.command()
+@click.argument("fraction", type=click.FloatRange(0.0, 1.0))
+@click.argument("message", required=False, default="")
+def progress(fraction: float, message: str) -> None:
+    """Report progress (0..1 and a message) for the current run (from a shell agent)."""
+    from qqtui.agent import Session
+
+    Session.from_environ(create=False).progress(fraction, message)
+
+
+@cli.command()
+@click.pass_context
+def demo(click_ctx: click.Context) -> None:
+    """Open the app on a fresh demo home with sample agents queued (or on --home)."""
+    from qqtui.tui.launch import run_demo
+
+    ctx: Context = click_ctx.obj
+    parent = click_ctx.parent
+    home_given = parent is not None and parent.params.get("home") is not None
+    sys.exit(run_demo(ctx.settings if home_given else None))
+
+
 @cli.command("sessions")
 @click.option("--agent", help="Only this agent's sessions.")
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
 def sessions_cmd(ctx: Context, agent: str | None, as_json: bool) -> None:
     """List sessions, newest first."""
+    from qqtui.core.profiles import migrate_all_legacy_histories
     from qqtui.core.sessions import list_sessions
 
+    migrate_all_legacy_histories(ctx.settings.home)  # seed 000's single-file layout, once
     infos = list_sessions(ctx.settings.home, agent)
     summaries = ctx.snapshot().session_summaries()
     rows = []

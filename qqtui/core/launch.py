@@ -73,15 +73,22 @@ def submit_run(
     agent: str = sessions.DEFAULT_AGENT,
     cwd: str | None = None,
     timeout_s: float | None = None,
-    hung_after_s: float = DEFAULT_HUNG_AFTER_S,
+    hung_after_s: float | None = None,
     retries: int = 0,
     session_id: str | None = None,
     env: Mapping[str, str] | None = None,
     actor: str = "cli",
+    use_profile: bool = True,
 ) -> RunRecord:
-    """Validate, create (or reuse) the session directory, queue the run, wake workers."""
+    """Validate, create (or reuse) the session directory, queue the run, wake workers.
+
+    With `use_profile`, the agent's profile from `<home>/config.toml` shapes the run:
+    its command template wraps `argv`, and its timeout, hung threshold and env are
+    the defaults that explicit values override.
+    """
+    from qqtui.core.profiles import profile_for
+
     cwd = os.path.abspath(cwd or os.getcwd())
-    _validate(argv, cwd, timeout_s, hung_after_s, retries)
     sessions.validate_agent(agent)
     if session_id is not None:
         sessions.validate_session_id(session_id)
@@ -89,6 +96,17 @@ def submit_run(
         if existing is not None and existing != agent:
             agent = existing
     sid = session_id or sessions.new_session_id()
+    if use_profile:
+        profile = profile_for(home, agent)
+        argv = profile.build_command(argv, home=home, session_id=sid)
+        if timeout_s is None:
+            timeout_s = profile.timeout
+        if hung_after_s is None:
+            hung_after_s = profile.hung_after
+        env = {**profile.env, **(env or {})}
+    if hung_after_s is None:
+        hung_after_s = DEFAULT_HUNG_AFTER_S
+    _validate(argv, cwd, timeout_s, hung_after_s, retries)
     session_path = sessions.create_session_dir(home, agent, sid)
     run = store.add_run(
         argv=list(argv),
@@ -118,22 +136,23 @@ def resume_session(
     store: Store,
     home: Path,
     session_id: str,
-    argv: Sequence[str] | None = None,
+    args: Sequence[str] | None = None,
     *,
     actor: str = "cli",
 ) -> RunRecord:
-    """A new run in an existing session; by default the session's last command."""
+    """A new run in an existing session: the agent's resume template when it has one,
+    else `args` through its command template, else the session's last command."""
+    from qqtui.core.profiles import profile_for
+
     info = sessions.find_session(home, session_id)
     last = store.last_run_in_session(session_id)
-    if argv:
-        command = list(argv)
-    elif last is not None:
-        command = list(last.argv)
+    if last is not None:
+        last_argv: list[str] = list(last.argv)
     else:
         meta = sessions.read_json(info.path / sessions.META_FILE, {}) or {}
-        command = list(meta.get("last_argv") or [])
-        if not command:
-            raise QqError(f"session {session_id} has no previous command; give one after --")
+        last_argv = list(meta.get("last_argv") or [])
+    profile = profile_for(home, info.agent)
+    command = profile.build_resume(session_id, last_argv, home=home, args=list(args or ()))
     return submit_run(
         store,
         home,
@@ -141,12 +160,13 @@ def resume_session(
         name=last.name if last else "",
         agent=info.agent,
         cwd=last.cwd if last else None,
-        timeout_s=last.timeout_s if last else None,
-        hung_after_s=last.hung_after_s if last else DEFAULT_HUNG_AFTER_S,
+        timeout_s=last.timeout_s if last else profile.timeout,
+        hung_after_s=last.hung_after_s if last else profile.hung_after,
         retries=last.max_retries if last else 0,
         session_id=session_id,
-        env=last.env if last else None,
+        env={**profile.env, **(last.env if last else {})},
         actor=actor,
+        use_profile=False,
     )
 
 

@@ -13,6 +13,29 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from qqtui.core.errors import (  # re-exported: records is where callers look for them
+    IllegalTransitionError,
+    NotFoundError,
+    QqError,
+    StaleClaimError,
+    UpdateConflictError,
+)
+
+__all__ = [
+    "FINAL_STATUSES",
+    "TRANSITIONS",
+    "EventRecord",
+    "IllegalTransitionError",
+    "NotFoundError",
+    "QqError",
+    "RunRecord",
+    "StaleClaimError",
+    "Status",
+    "UpdateConflictError",
+    "WorkerRecord",
+    "transition_allowed",
+]
+
 
 class Status(StrEnum):
     QUEUED = "queued"
@@ -59,26 +82,6 @@ def transition_allowed(old: Status | None, new: Status) -> bool:
     if old is None:
         return new is Status.QUEUED
     return new in TRANSITIONS[old]
-
-
-class QqError(Exception):
-    """An error a user can cause; its message is one clear line."""
-
-
-class NotFoundError(QqError):
-    pass
-
-
-class IllegalTransitionError(QqError):
-    pass
-
-
-class UpdateConflictError(QqError):
-    """A conditional update lost its race more times than we retry."""
-
-
-class StaleClaimError(QqError):
-    """The caller no longer owns the run (its claim token was superseded)."""
 
 
 def _decode_json(value: Any, default: Any) -> Any:
