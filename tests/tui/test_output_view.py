@@ -377,3 +377,23 @@ async def test_match_in_the_unnumbered_head_is_reached_after_merge(
         await wait_until(pilot, lambda: view.current_match_line == 0)
         await pilot.pause()
         assert "the needle is near the top" in screen_lines(view)
+
+
+@pytest.mark.asyncio
+async def test_layout_clamping_the_scroll_does_not_resume_follow(tmp_path: Path) -> None:
+    log = tmp_path / "run.log"
+    numbered(log, 200)
+    app = OutputApp(log)
+    async with app.run_test(size=SIZE) as pilot:
+        view = app.query_one(OutputView)
+        await wait_until(pilot, lambda: view.line_count == 200)
+        await pilot.pause()
+        await pilot.press("f")
+        assert not view.follow
+        before = view.scroll_y
+        await pilot.resize_terminal(100, 40)  # taller: the bottom position moves up
+        await wait_until(pilot, lambda: view.scroll_y < before)
+        await pilot.pause()
+        assert not view.follow
+        await pilot.press("end")
+        assert view.follow

@@ -425,8 +425,10 @@ class OutputView(ScrollView, can_focus=True):
 
     def watch_scroll_y(self, old_value: float, new_value: float) -> None:
         super().watch_scroll_y(old_value, new_value)
+        # Only movement decides: a scroll position clamped down by a layout change
+        # (a scrollbar or bar appearing) must neither pause nor resume following.
         at_bottom = round(new_value) >= self.max_scroll_y
-        if at_bottom and not self.follow:
+        if new_value > old_value and at_bottom and not self.follow:
             self.follow = True
         elif new_value < old_value and not at_bottom and self.follow:
             self.follow = False
@@ -448,6 +450,12 @@ class OutputView(ScrollView, can_focus=True):
 
     def action_toggle_follow(self) -> None:
         self.follow = not self.follow
+
+    def action_scroll_end(self) -> None:
+        # "end" always means "show me the newest output", even when already there.
+        if self.follow:
+            self.scroll_end(animate=False, immediate=True, x_axis=False, force=True)
+        self.follow = True
 
     # -- search ------------------------------------------------------------------
 
