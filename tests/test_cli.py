@@ -1,0 +1,194 @@
+"""The `qqtui` command line as scripts use it: output shapes and every error path."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+
+from qqtui.core.snapshot import Snapshot
+
+from .conftest import Workers, wait_for_status
+
+LS_FIELDS = {
+    "id",
+    "name",
+    "agent",
+    "status",
+    "hung",
+    "session_id",
+    "pid",
+    "exit_code",
+    "reason",
+    "attempt",
+    "host",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "activity_at",
+}
+
+
+def one_error_line(proc) -> str:  # type: ignore[no-untyped-def]
+    assert proc.returncode != 0, proc.stdout
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("qqtui: error: "), lines[0]
+    assert "Traceback" not in proc.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["show", "999"], "no run with id 999"),
+        (["show", "abc"], "invalid run id 'abc'"),
+        (["logs", "0"], "invalid run id '0'"),
+        (["cancel", "42"], "no run with id 42"),
+        (["kill", "42"], "no run with id 42"),
+        (["retry", "42"], "no run with id 42"),
+        (["add", "--timeout", "abc", "--", "true"], "'abc' is not a valid float"),
+        (["add"], "empty command"),
+        (["add", "--"], "empty command"),
+        (
+            ["add", "--cwd", "/definitely/not/here", "--", "true"],
+            "does not exist or is not a directory",
+        ),
+        (["add", "--timeout", "-1", "--", "true"], "timeout must be a positive number"),
+        (["add", "--env", "NOEQUALS", "--", "true"], "expected KEY=VALUE"),
+        (["add", "--env", "QQ_RUN_ID=3", "--", "true"], "cannot be overridden"),
+        (["add", "--agent", "../evil", "--", "true"], "invalid agent name"),
+        (["add", "--session", "nope", "--", "true"], "invalid session id"),
+        (["ls", "--status", "bogus"], "unknown status 'bogus'"),
+        (["resume", "20990101_000000_deadbeef"], "no session 20990101_000000_deadbeef"),
+        (["worker", "-j", "0"], "0 is not in the range"),
+        (["nosuchcommand"], "No such command"),
+    ],
+)
+def test_bad_input_is_one_clear_line_and_writes_nothing(qq, home: Path, args, message) -> None:  # type: ignore[no-untyped-def]
+    line = one_error_line(qq(*args))
+    assert message in line
+    assert not any(home.glob("*/sessions/*")), "a session directory was half-created"
+    assert qq("ls", "--json", check=True).stdout.strip() in ("[]", "")
+
+
+def test_unwritable_home_is_one_clear_line(tmp_path: Path) -> None:
+    import subprocess
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    proc = subprocess.run(
+        [sys.executable, "-m", "qqtui", "--home", str(blocker / "home"), "add", "--", "true"],
+        capture_output=True,
+        text=True,
+    )
+    assert "cannot create home" in one_error_line(proc)
+
+
+def test_corrupt_database_is_one_clear_line_and_left_untouched(qq, home: Path) -> None:  # type: ignore[no-untyped-def]
+    db = home / "qqtui.db"
+    junk = b"not a database at all " * 200
+    db.write_bytes(junk)
+    for args in (["ls"], ["add", "--", "true"], ["show", "1"]):
+        assert "not a qqtui database or is corrupt" in one_error_line(qq(*args))
+    assert db.read_bytes() == junk
+
+
+def test_add_ls_show_json_contract(qq, home: Path) -> None:  # type: ignore[no-untyped-def]
+    added = json.loads(
+        qq(
+            "add",
+            "--json",
+            "--name",
+            "n1",
+            "--agent",
+            "bot",
+            "--timeout",
+            "5",
+            "--hung-after",
+            "7",
+            "--retries",
+            "2",
+            "--env",
+            "A=b",
+            "--",
+            "echo",
+            "x y",
+            check=True,
+        ).stdout
+    )
+    assert added["status"] == "queued" and added["argv"] == ["echo", "x y"]
+    assert added["timeout_s"] == 5 and added["hung_after_s"] == 7 and added["max_retries"] == 2
+    plain = qq("add", "--", "true", check=True).stdout.strip()
+    assert plain.isdigit() and int(plain) == added["id"] + 1
+    runs = json.loads(qq("ls", "--json", check=True).stdout)
+    assert [r["id"] for r in runs] == [added["id"], int(plain)]
+    assert set(runs[0]) >= LS_FIELDS and "claim_token" not in runs[0]
+    assert json.loads(qq("ls", "--json", "--status", "running", check=True).stdout) == []
+    shown = json.loads(qq("show", str(added["id"]), "--json", check=True).stdout)
+    assert shown["events"][0]["to_status"] == "queued"
+    assert shown["session_dir"] == str(home / "bot" / "sessions" / added["session_id"])
+    text = qq("ls", check=True).stdout
+    assert "n1" in text and "queued" in text
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700
+
+
+def test_logs_tail_follow_resume_and_sessions(
+    qq, home: Path, db_url: str, workers: Workers
+) -> None:  # type: ignore[no-untyped-def]
+    run_id = int(
+        qq("add", "--", "sh", "-c", "for i in 1 2 3 4 5; do echo line $i; done", check=True).stdout
+    )
+    workers.start()
+    run = wait_for_status(db_url, run_id, {"succeeded"})
+    assert qq("logs", str(run_id), check=True).stdout == "".join(f"line {i}\n" for i in range(1, 6))
+    assert qq("logs", str(run_id), "--tail", "2", check=True).stdout == "line 4\nline 5\n"
+    assert qq("logs", str(run_id), "--tail", "0", check=True).stdout == ""
+    follow = int(qq("add", "--", "sh", "-c", "echo a; sleep 0.5; echo b", check=True).stdout)
+    assert qq("logs", str(follow), "--follow", timeout=30, check=True).stdout == "a\nb\n"
+    resumed = int(qq("resume", run.session_id, check=True).stdout)
+    again = wait_for_status(db_url, resumed, {"succeeded"})
+    assert again.session_id == run.session_id and again.argv == run.argv
+    other = int(qq("resume", run.session_id, "--", "echo", "other", check=True).stdout)
+    assert wait_for_status(db_url, other, {"succeeded"}).argv == ("echo", "other")
+    sessions = json.loads(qq("sessions", "--json", check=True).stdout)
+    mine = next(s for s in sessions if s["session_id"] == run.session_id)
+    assert mine["runs"] == 3 and mine["last_status"] == "succeeded" and mine["size_bytes"] > 0
+
+
+def test_cancel_kill_retry_through_the_cli(qq, db_url: str, workers: Workers) -> None:  # type: ignore[no-untyped-def]
+    queued = int(qq("add", "--", "sleep", "30", check=True).stdout)
+    assert "cancelled before it started" in qq("cancel", str(queued), check=True).stdout
+    assert "nothing to cancel" in one_error_line(qq("cancel", str(queued)))
+    assert "queued again (attempt 2)" in qq("retry", str(queued), check=True).stdout
+    workers.start()
+    wait_for_status(db_url, queued, {"running"})
+    assert "only finished runs can be retried" in one_error_line(qq("retry", str(queued)))
+    assert "kill requested" in qq("kill", str(queued), check=True).stdout
+    run = wait_for_status(db_url, queued, {"cancelled"})
+    assert run.attempt == 2 and run.reason == "killed by user (killed by SIGKILL)"
+
+
+def test_ls_reads_without_importing_sqlalchemy(home: Path, qq) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+
+    qq("add", "--", "true", check=True)
+    code = (
+        "import sys; from qqtui.cli import main\n"
+        "try:\n    main(['ls', '--json'])\nexcept SystemExit:\n    pass\n"
+        "bad = [m for m in ('sqlalchemy', 'sqlmodel', 'psutil', 'textual') if m in sys.modules]\n"
+        "print('HEAVY', bad, file=sys.stderr)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "QQ_HOME": str(home)},
+    )
+    assert "HEAVY []" in proc.stderr, proc.stderr
+    assert len(json.loads(proc.stdout)) == 1
+    assert Snapshot(f"sqlite:///{home / 'qqtui.db'}").run(1) is not None
