@@ -26,11 +26,12 @@ from __future__ import annotations
 
 import bisect
 import os
+import re
 import stat
 import sys
 import threading
 from array import array
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import accumulate, count, pairwise
 from operator import add
@@ -42,6 +43,7 @@ _READ_BYTES = 1024 * 1024
 # Offsets live in fixed-size arrays so growth never copies the whole index and the
 # only over-allocation is in the last, still-growing chunk.
 _CHUNK_ITEMS = 64 * 1024
+_FIND_READ_BYTES = 4 * 1024 * 1024
 # How far back from EOF the tail-first open may read looking for line starts.
 _TAIL_SCAN_MAX_BYTES = 4 * 1024 * 1024
 _TAIL_SCAN_BLOCK = 64 * 1024
@@ -501,6 +503,59 @@ class LogIndex:
                     raw = raw[:-1]
             out.append(raw)
         return out
+
+    def find(
+        self,
+        query: str,
+        start: int = 0,
+        *,
+        after: int = -1,
+        should_stop: StopCheck | None = None,
+    ) -> Iterator[tuple[int, list[int]]]:
+        """Scan the indexed bytes from `start` for `query` (ASCII case-insensitive).
+
+        Yields `(scanned_upto, keys)` after each block read. A key is the offset
+        where a matching line starts, or the match's own offset while its line is
+        in the head that has no number yet; `line_at_offset` maps either to its
+        line. One key per line, ascending; `after` is the last key of an earlier
+        scan that this one continues. Raw bytes are matched so a 1 GB scan runs at
+        C speed; a match inside an escape sequence counts too.
+        """
+        needle = query.encode("utf-8")
+        if not needle:
+            return
+        pattern = re.compile(re.escape(needle), re.IGNORECASE)
+        with self._lock:
+            if self._fd is None:
+                return
+            fd = os.dup(self._fd)  # private: a reset may close the shared one
+            end, generation = self._size, self._generation
+        try:
+            pos = start
+            while pos < end:
+                if (should_stop is not None and should_stop()) or self._generation != generation:
+                    return
+                # Blocks overlap so a match across a border is seen; one that ended
+                # before `pos` was already seen in the previous block.
+                read_from = max(start, pos - (len(needle) - 1))
+                block = os.pread(fd, min(_FIND_READ_BYTES, end - read_from), read_from)
+                if not block:
+                    return
+                keys: list[int] = []
+                for found in pattern.finditer(block):
+                    if read_from + found.end() <= pos:
+                        continue
+                    offset = read_from + found.start()
+                    line = self.line_at_offset(offset)
+                    line_start = self.offset_of_line(line) if line is not None else None
+                    key = line_start if line_start is not None else offset
+                    if key > after:
+                        keys.append(key)
+                        after = key
+                pos = read_from + len(block)
+                yield pos, keys
+        finally:
+            os.close(fd)
 
     def line_at_offset(self, offset: int) -> int | None:
         """Display line containing byte `offset`, or None if not numbered yet."""

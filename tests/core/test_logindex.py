@@ -296,6 +296,10 @@ def test_concurrent_writer_refresher_and_reader(tmp_path: Path) -> None:
                     seen_bad.append(line)
         writer.join()
         index.refresh()
+        if index.head_pending:
+            # The writer got ahead of the first refresh: that open was tail-first.
+            assert index.scan_head()
+            index.merge_head()
         assert seen_bad == []
         assert index.line_count == total
         assert index.read_lines(0, 1) == ["row 000000"]
@@ -322,3 +326,46 @@ def test_logindex_imports_neither_textual_nor_rich() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_find_reports_each_matching_line_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Tiny blocks so matches straddle block borders.
+    monkeypatch.setattr(logindex, "_FIND_READ_BYTES", 5)
+    path = tmp_path / "run.log"
+    path.write_bytes(b"no\nerror one ERROR two\nfine\nan Error\nerr\nor\n")
+    with LogIndex(path) as index:
+        index.refresh()
+        keys = [key for _, found in index.find("error") for key in found]
+        assert [index.line_at_offset(key) for key in keys] == [1, 3]
+        assert keys == [index.offset_of_line(1), index.offset_of_line(3)]
+        # Continuing a scan from where it stopped reports only the new lines.
+        scanned = index.indexed_bytes
+        with path.open("ab") as f:
+            f.write(b"late error\n")
+        index.refresh()
+        more = [k for _, found in index.find("error", scanned, after=keys[-1]) for k in found]
+        assert [index.line_at_offset(key) for key in more] == [6]
+
+
+def test_find_in_unnumbered_head_gives_offsets_that_map_after_merge(tmp_path: Path) -> None:
+    path = tmp_path / "big.log"
+    path.write_text("needle first\n" + "".join(f"{i}\n" for i in range(3000)) + "needle last\n")
+    with LogIndex(path, tail_lines=10) as index:
+        index.refresh()
+        keys = [key for _, found in index.find("needle") for key in found]
+        assert len(keys) == 2
+        assert index.line_at_offset(keys[0]) is None  # head not numbered yet
+        assert index.scan_head()
+        index.merge_head()
+        assert [index.line_at_offset(key) for key in keys] == [0, 3001]
+
+
+def test_find_stops_when_asked(tmp_path: Path) -> None:
+    path = tmp_path / "run.log"
+    path.write_bytes(b"x\n" * 100)
+    with LogIndex(path) as index:
+        index.refresh()
+        assert list(index.find("x", should_stop=lambda: True)) == []
+        assert list(index.find("")) == []

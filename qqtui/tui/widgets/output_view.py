@@ -9,7 +9,6 @@ indexing and searching happens in thread workers that post messages back.
 from __future__ import annotations
 
 import os
-import re
 from array import array
 from bisect import bisect_left
 from pathlib import Path
@@ -38,7 +37,6 @@ POLL_SECONDS = 0.1
 # Bytes indexed per worker step: each step posts a message, so a file that grows
 # by gigabytes at once still shows progress instead of one long silence.
 _REFRESH_BUDGET = 64 * 1024 * 1024
-_SEARCH_READ = 4 * 1024 * 1024
 _SEARCH_MAX_MATCHES = 1_000_000
 _CACHE_LINES = 2000
 
@@ -496,6 +494,8 @@ class OutputView(ScrollView, can_focus=True):
         index = self._index
         if index is None or not self._query or self._searched_upto >= index.indexed_bytes:
             return
+        if len(self._match_offsets) >= _SEARCH_MAX_MATCHES:
+            return  # capped: a search for "e" in 1 GB stops here
         if self._search_worker is None or self._search_worker.is_finished or self._search_done:
             self._start_search()
 
@@ -511,46 +511,19 @@ class OutputView(ScrollView, can_focus=True):
     def _search_worker_run(
         self, index: LogIndex, query: str, start: int, matches: array[int]
     ) -> None:
-        """Scan raw bytes for `query`, appending line-start offsets of matching lines.
-
-        Matching bytes rather than rendered text keeps a 1 GB search at C speed; a
-        match hidden inside an escape sequence is found but shows no highlight.
-        """
+        """Append a key per matching line (see `LogIndex.find`) and report progress."""
         worker = get_current_worker()
-        needle = query.encode("utf-8")
-        pattern = re.compile(re.escape(needle), re.IGNORECASE)
-        end = index.indexed_bytes
-        pos = start
-        last_line_start = matches[-1] if matches else -1
-        with open(index.path, "rb", buffering=0) as f:
-            fd = f.fileno()
-            while pos < end and not worker.is_cancelled:
-                # Overlap blocks so a match across a block border is seen; a match
-                # that ended before `pos` was already seen in the previous block.
-                read_from = max(start, pos - (len(needle) - 1))
-                block = os.pread(fd, min(_SEARCH_READ, end - read_from), read_from)
-                if not block:
-                    break
-                for found in pattern.finditer(block):
-                    offset = read_from + found.start()
-                    if read_from + found.end() <= pos:
-                        continue
-                    line = index.line_at_offset(offset)
-                    # Lines before the tail start are not numbered until the head
-                    # is merged: keep the match offset itself, it maps to its line later.
-                    line_start = index.offset_of_line(line) if line is not None else None
-                    key = line_start if line_start is not None else offset
-                    if key <= last_line_start:
-                        continue  # another match on a line already recorded
-                    last_line_start = key
-                    matches.append(key)
-                    if len(matches) >= _SEARCH_MAX_MATCHES:
-                        break
-                pos = read_from + len(block)
-                done = pos >= end or len(matches) >= _SEARCH_MAX_MATCHES
-                self.post_message(self._SearchProgress(matches, query, pos, done))
-                if done:
-                    return
+        after = matches[-1] if matches else -1
+        upto = start
+        for upto, keys in index.find(
+            query, start, after=after, should_stop=lambda: worker.is_cancelled
+        ):
+            matches.extend(keys[: _SEARCH_MAX_MATCHES - len(matches)])
+            if len(matches) >= _SEARCH_MAX_MATCHES:
+                break
+            self.post_message(self._SearchProgress(matches, query, upto, False))
+        if not worker.is_cancelled:
+            self.post_message(self._SearchProgress(matches, query, upto, True))
 
     @on(_SearchProgress)
     def _on_search_progress(self, message: _SearchProgress) -> None:
