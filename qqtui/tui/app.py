@@ -214,14 +214,16 @@ class QqApp(App[int]):
             self.push_screen(HelpScreen(self.screen))
 
     def action_sessions(self) -> None:
-        if not isinstance(self.screen, SessionsScreen):
+        if isinstance(self.screen, HelpScreen):
+            self.pop_screen()
+        if isinstance(self.screen, MainScreen):
             self.push_screen(SessionsScreen())
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         # Sessions and help are reachable from the main screen; modal dialogs keep
         # their keys to themselves anyway.
         if action == "sessions":
-            return isinstance(self.screen, MainScreen)
+            return True if isinstance(self.screen, (MainScreen, HelpScreen)) else None
         return True
 
 

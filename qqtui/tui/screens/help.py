@@ -10,6 +10,10 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Label, Static
 
+from qqtui.tui.screens.main import MainScreen
+from qqtui.tui.widgets.output_view import OutputView
+from qqtui.tui.widgets.pid_tree import PidTree
+
 FILTER_HELP = (
     "Filter (/): words must all match. A status word keeps runs in that state "
     "(queued, running, hung, failed, timed_out, lost, cancelled, succeeded, active, done); "
@@ -42,6 +46,18 @@ def bindings_table(screen: Screen[object]) -> Table:
     return table
 
 
+def pane_keys_table(title: str, bindings: list[BindingType]) -> Table:
+    """Keys a pane has when it is focused (they are not active on the screen itself)."""
+    table = Table(box=None, expand=True, show_header=False, title=title, title_justify="left")
+    table.add_column(style="bold cyan", no_wrap=True, width=10)
+    table.add_column(no_wrap=True, width=18)
+    table.add_column(ratio=1)
+    for binding in bindings:
+        if isinstance(binding, Binding) and binding.description:
+            table.add_row(binding.key_display or binding.key, binding.description, binding.tooltip)
+    return table
+
+
 class HelpScreen(ModalScreen[None]):
     """Keys for the screen underneath, from its bindings (the same the Footer shows)."""
 
@@ -60,6 +76,15 @@ class HelpScreen(ModalScreen[None]):
             yield Label("Keys", classes="dialog-title")
             with VerticalScroll():
                 yield Static(bindings_table(self.for_screen), id="help-keys")
+                if isinstance(self.for_screen, MainScreen):
+                    yield Static(
+                        pane_keys_table("In the output pane", OutputView.BINDINGS),
+                        classes="help-pane-keys",
+                    )
+                    yield Static(
+                        pane_keys_table("In the processes pane", PidTree.BINDINGS),
+                        classes="help-pane-keys",
+                    )
                 yield Static(FILTER_HELP, markup=False, id="help-filter")
             yield Label("escape closes · ctrl+p opens the command palette", classes="dialog-hint")
 

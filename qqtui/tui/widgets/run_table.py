@@ -107,7 +107,9 @@ def run_row(run: RunRecord, tree: RunTree | None, history: Sequence[float], now:
     rss = tree.rss if tree is not None else None
     procs = tree.count if tree is not None else None
     name = run.name or (run.argv[0] if run.argv else "")
-    name_text = f"{name} · {run.agent}" if run.agent and run.agent != "default" else name
+    # Demo-style names already start with the agent ("coder: ..."); do not say it twice.
+    show_agent = run.agent and run.agent != "default" and not name.startswith(run.agent)
+    name_text = f"{name} · {run.agent}" if show_agent else name
     hung = running and run.hung
     cells: tuple[Cell, ...] = (
         (str(run.id), "bold"),
