@@ -211,16 +211,7 @@ def signal_run_process(home: Path, run: RunRecord, pid: int, create_time: float,
     that process and still belongs to this run."""
     from qqtui.core.procs import RunTarget, find_run_processes, signal_verified
 
-    target = RunTarget(
-        run_id=run.id,
-        home=home,
-        attempt=run.attempt,
-        pid=run.pid,
-        pid_create_time=run.pid_create_time,
-        pgid=run.pgid,
-        shim_pid=run.shim_pid,
-        shim_create_time=run.shim_create_time,
-    )
+    target = RunTarget.of(run, home)
     members = {p.pid for p in find_run_processes(target)}
     if pid not in members:
         raise QqError(f"process {pid} is not part of run {run.id} (anymore)")

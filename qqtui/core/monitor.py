@@ -15,10 +15,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from qqtui.core.procs import ProcessTable, RunTree
+from qqtui.core.procs import ProcessTable, RunTarget, RunTree
 from qqtui.core.records import RunRecord, Status
 from qqtui.core.snapshot import Snapshot
-from qqtui.core.supervisor import run_target
 
 CPU_HISTORY_SAMPLES = 60
 """One sample per poll: at the usual 1 s poll this is the last minute."""
@@ -92,7 +91,7 @@ class Monitor:
             running = [r for r in runs.values() if r.status is Status.RUNNING]
             trees: dict[int, RunTree] = {}
             if self.scan_processes and running:
-                trees = self._table.scan([run_target(r, self.home) for r in running])
+                trees = self._table.scan([RunTarget.of(r, self.home) for r in running])
             self._record_cpu(trees)
             first = self._last is None
             alerts = () if first else tuple(self._alerts(runs))

@@ -23,6 +23,7 @@ from typing import Any
 import psutil
 
 from qqtui.core import runshim
+from qqtui.core.records import RunRecord
 
 SHIM_PATH = Path(runshim.__file__)
 CREATE_TIME_TOLERANCE_S = 0.05
@@ -332,6 +333,20 @@ class RunTarget:
     pgid: int | None
     shim_pid: int | None
     shim_create_time: float | None
+
+    @classmethod
+    def of(cls, run: RunRecord, home: Path) -> RunTarget:
+        """The processes of `run`'s current attempt, as recorded in the store."""
+        return cls(
+            run_id=run.id,
+            home=home,
+            attempt=run.attempt,
+            pid=run.pid,
+            pid_create_time=run.pid_create_time,
+            pgid=run.pgid,
+            shim_pid=run.shim_pid,
+            shim_create_time=run.shim_create_time,
+        )
 
 
 def _children_map(procs: Iterable[psutil.Process]) -> dict[int, list[psutil.Process]]:

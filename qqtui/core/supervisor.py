@@ -101,19 +101,6 @@ class Tracked:
         return self.run_dir / sessions.HEARTBEAT_FILE
 
 
-def run_target(run: RunRecord, home: Path) -> RunTarget:
-    return RunTarget(
-        run_id=run.id,
-        home=home,
-        attempt=run.attempt,
-        pid=run.pid,
-        pid_create_time=run.pid_create_time,
-        pgid=run.pgid,
-        shim_pid=run.shim_pid,
-        shim_create_time=run.shim_create_time,
-    )
-
-
 @dataclass(slots=True)
 class Supervisor:
     store: Store
@@ -449,7 +436,7 @@ class Supervisor:
 
     def _forget(self, tracked: Tracked, *, leftovers: bool) -> None:
         self.tracked.pop(tracked.run.id, None)
-        target = run_target(tracked.run, self.home)
+        target = RunTarget.of(tracked.run, self.home)
         if tracked.spawned is not None:
             tracked.spawned.close()
         if leftovers:
@@ -509,7 +496,7 @@ class Supervisor:
                 tracked.run.id, tracked.token, cause, reasons[cause], override=cause == "kill"
             )
         tracked.killer_cause = cause
-        tracked.killer = TreeKill(run_target(tracked.run, self.home), grace_s)
+        tracked.killer = TreeKill(RunTarget.of(tracked.run, self.home), grace_s)
         if grace_s <= 0:
             tracked.killer.started_at = time.monotonic()
             self._report_survivors(tracked.run.id, tracked.killer.finish(settle_s=0.5))
