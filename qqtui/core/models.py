@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, Column, Index, Text
+from sqlalchemy import JSON, Column, Index, LargeBinary, Text
 from sqlmodel import Field, SQLModel
 
-SCHEMA_VERSION = 1
+# 2: runs.retry_on_lost, workers.clock_skew_s, the run_outputs table (multi-host mode).
+SCHEMA_VERSION = 2
 
 
 class RunRow(SQLModel, table=True):
@@ -26,6 +27,10 @@ class RunRow(SQLModel, table=True):
     status: str = "queued"
     attempt: int = 1
     max_retries: int = 0
+    # Requeue (as the next attempt, counted against max_retries) when the run's worker
+    # is declared dead by a rescue; off by default because the command may have had
+    # side effects before its worker vanished.
+    retry_on_lost: bool = False
     not_before: float | None = None
     timeout_s: float | None = None
     hung_after_s: float = 300.0
@@ -80,6 +85,26 @@ class WorkerRow(SQLModel, table=True):
     started_at: float
     heartbeat_at: float
     stopped_at: float | None = None
+    # The worker's wall clock minus the database server's, in seconds (None on SQLite,
+    # where the store's clock is the host's own).
+    clock_skew_s: float | None = None
+
+
+class RunOutputRow(SQLModel, table=True):
+    """The tail of a running run's output, kept by its worker for TUIs on other hosts.
+
+    A table of its own so that listing runs never drags 64 KiB per row along.
+    """
+
+    __tablename__ = "run_outputs"
+
+    run_id: int = Field(primary_key=True)
+    attempt: int
+    host: str
+    log_path: str = Field(sa_column=Column(Text, nullable=False))
+    size: int  # bytes of output written so far; the tail is the last bytes of these
+    tail: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    updated_at: float
 
 
 class MetaRow(SQLModel, table=True):
@@ -93,3 +118,4 @@ runs_table = RunRow.__table__  # type: ignore[attr-defined]
 events_table = EventRow.__table__  # type: ignore[attr-defined]
 workers_table = WorkerRow.__table__  # type: ignore[attr-defined]
 meta_table = MetaRow.__table__  # type: ignore[attr-defined]
+run_outputs_table = RunOutputRow.__table__  # type: ignore[attr-defined]

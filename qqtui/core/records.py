@@ -22,11 +22,13 @@ from qqtui.core.errors import (  # re-exported: records is where callers look fo
 )
 
 __all__ = [
+    "CLOCK_SKEW_WARN_S",
     "FINAL_STATUSES",
     "TRANSITIONS",
     "EventRecord",
     "IllegalTransitionError",
     "NotFoundError",
+    "OutputTail",
     "QqError",
     "RunRecord",
     "StaleClaimError",
@@ -35,6 +37,10 @@ __all__ = [
     "WorkerRecord",
     "transition_allowed",
 ]
+
+
+# A worker whose clock differs from the database server's by this much is flagged.
+CLOCK_SKEW_WARN_S = 60.0
 
 
 class Status(StrEnum):
@@ -106,6 +112,7 @@ class RunRecord:
     status: Status
     attempt: int
     max_retries: int
+    retry_on_lost: bool
     not_before: float | None
     timeout_s: float | None
     hung_after_s: float
@@ -140,7 +147,7 @@ class RunRecord:
         data["argv"] = tuple(_decode_json(data["argv"], []))
         data["env"] = dict(_decode_json(data["env"], {}))
         data["status"] = Status(data["status"])
-        for flag in ("hung", "cancel_requested", "kill_requested"):
+        for flag in ("hung", "cancel_requested", "kill_requested", "retry_on_lost"):
             data[flag] = bool(data[flag])
         return cls(**data)
 
@@ -194,7 +201,32 @@ class WorkerRecord:
     started_at: float
     heartbeat_at: float
     stopped_at: float | None
+    clock_skew_s: float | None  # its wall clock minus the server's (None: same clock)
 
     @classmethod
     def from_row(cls, row: Any) -> WorkerRecord:
         return cls(**{f.name: row[f.name] for f in dataclasses.fields(cls)})
+
+    @property
+    def clock_skewed(self) -> bool:
+        """Whether its clock is off by enough to confuse people reading its times."""
+        return self.clock_skew_s is not None and abs(self.clock_skew_s) >= CLOCK_SKEW_WARN_S
+
+
+@dataclass(frozen=True, slots=True)
+class OutputTail:
+    """The last bytes of a run's output as its worker last stored them (any host)."""
+
+    run_id: int
+    attempt: int
+    host: str
+    log_path: str  # where the full log lives, on `host`
+    size: int
+    tail: bytes
+    updated_at: float
+
+    @classmethod
+    def from_row(cls, row: Any) -> OutputTail:
+        data = {f.name: row[f.name] for f in dataclasses.fields(cls)}
+        data["tail"] = bytes(data["tail"])
+        return cls(**data)

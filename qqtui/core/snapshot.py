@@ -35,6 +35,7 @@ class Snapshot:
     def __init__(self, db_url: str) -> None:
         self.db_url = db_url
         self.path = _sqlite_file(db_url)
+        self._shared_store: Any = None
 
     def _query(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
         assert self.path is not None
@@ -57,9 +58,13 @@ class Snapshot:
             raise SnapshotError(f"cannot read database {self.path}: {text}") from exc
 
     def _store(self) -> Any:
-        from qqtui.core.store import Store
+        # One store (one pool) per snapshot: a TUI polling a server must not open and
+        # check the schema on every read.
+        if self._shared_store is None:
+            from qqtui.core.store import Store
 
-        return Store.open(self.db_url)
+            self._shared_store = Store.open(self.db_url)
+        return self._shared_store
 
     def runs(self, statuses: Iterable[Status] | None = None) -> list[RunRecord]:
         wanted = [str(s) for s in statuses] if statuses is not None else None

@@ -10,21 +10,42 @@ from __future__ import annotations
 
 import contextlib
 import os
-import stat
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, create_engine, event, func, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    exists,
+    func,
+    inspect,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.exc import DatabaseError, OperationalError
 from sqlmodel import SQLModel
 
+from qqtui.core.clock import ServerClock
+from qqtui.core.dialects import (
+    StoreError,
+    claim_statement,
+    forget_engine,
+    is_postgres,
+    lock_schema,
+    make_engine,
+    normalize_db_url,
+    server_epoch,
+)
 from qqtui.core.models import (
     SCHEMA_VERSION,
     events_table,
     meta_table,
+    run_outputs_table,
     runs_table,
     workers_table,
 )
@@ -33,6 +54,7 @@ from qqtui.core.records import (
     EventRecord,
     IllegalTransitionError,
     NotFoundError,
+    OutputTail,
     QqError,
     RunRecord,
     StaleClaimError,
@@ -42,8 +64,10 @@ from qqtui.core.records import (
     transition_allowed,
 )
 
+__all__ = ["MAX_RACE_RETRIES", "OUTPUT_TAIL_BYTES", "Store", "StoreError", "make_engine"]
+
 MAX_RACE_RETRIES = 3
-SQLITE_BUSY_TIMEOUT_MS = 30_000
+OUTPUT_TAIL_BYTES = 64 * 1024  # what a TUI on another host can show of a remote run
 
 # Fields reset when an attempt ends and the run goes back to the queue.
 _ATTEMPT_FIELDS_RESET: dict[str, Any] = {
@@ -63,72 +87,7 @@ _ATTEMPT_FIELDS_RESET: dict[str, Any] = {
 }
 
 
-class StoreError(QqError):
-    pass
-
-
-# --- engine setup: the one place that knows about dialects -------------------------------
-
-
-def _sqlite_path(url: str) -> Path | None:
-    prefix = "sqlite:///"
-    if not url.startswith(prefix):
-        return None
-    raw = url[len(prefix) :].split("?", 1)[0]
-    if raw in ("", ":memory:"):
-        return None
-    return Path(raw)
-
-
-def _prepare_sqlite_file(path: Path) -> None:
-    """Create the database file 0600 ourselves, so SQLite (which copies the main file's
-    mode onto -wal and -shm) never makes a world-readable one."""
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-    except OSError as exc:
-        raise StoreError(f"cannot open database {path}: {exc.strerror or exc}") from exc
-    try:
-        st = os.fstat(fd)
-        if st.st_uid == os.getuid() and stat.S_IMODE(st.st_mode) != 0o600:
-            os.fchmod(fd, 0o600)
-    finally:
-        os.close(fd)
-
-
-def make_engine(url: str) -> Engine:
-    """An engine for `url`: SQLite gets WAL, a busy timeout, synchronous=NORMAL and
-    BEGIN IMMEDIATE for every write transaction."""
-    if url.startswith(("postgresql", "postgres")):
-        raise StoreError("PostgreSQL support is not available yet (multi-host mode)")
-    if not url.startswith("sqlite"):
-        raise StoreError(f"unsupported database URL {url!r}: use sqlite:///PATH")
-    path = _sqlite_path(url)
-    if path is not None:
-        if not path.parent.is_dir():
-            raise StoreError(f"cannot open database {path}: {path.parent} is not a directory")
-        _prepare_sqlite_file(path)
-    engine = create_engine(
-        url,
-        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
-    )
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-        # Let SQLAlchemy's begin event issue BEGIN itself (pysqlite's implicit BEGIN is
-        # DEFERRED, which turns read-then-write races into SQLITE_BUSY deadlocks).
-        dbapi_conn.isolation_level = None
-        cur = dbapi_conn.cursor()
-        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA synchronous=NORMAL")
-        cur.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        mode = "DEFERRED" if conn.get_execution_options().get("qq_read") else "IMMEDIATE"
-        conn.exec_driver_sql(f"BEGIN {mode}")
-
-    return engine
+# --- engine setup lives in dialects.py, the one place that knows about dialects --------
 
 
 # --- the store ----------------------------------------------------------------------------
@@ -145,12 +104,18 @@ class Store:
         self,
         engine: Engine,
         *,
-        clock: Callable[[], float] = _now,
+        clock: Callable[[], float] | None = None,
         host: str | None = None,
         actor: str = "cli",
     ) -> None:
         self.engine = engine
-        self.clock = clock
+        # On a shared server every time comparison must use the server's clock (see
+        # clock.py); on SQLite there is one host, and its clock is the clock.
+        self.server_clock: ServerClock | None = None
+        if clock is None and is_postgres(engine):
+            self.server_clock = ServerClock(lambda: server_epoch(engine))
+            clock = self.server_clock
+        self.clock: Callable[[], float] = clock or _now
         self.host = host or os.uname().nodename
         self.actor = actor
         # Test seam: called between an optimistic read and its conditional write, so a
@@ -162,31 +127,55 @@ class Store:
     @classmethod
     def open(cls, url: str, **kwargs: Any) -> Store:
         """Open (and create or check the schema of) the store at `url`."""
-        store = cls(make_engine(url), **kwargs)
+        store = cls(make_engine(normalize_db_url(url)), **kwargs)
         store.init_schema()
         return store
 
+    @property
+    def shared(self) -> bool:
+        """Whether workers on other hosts may use this store (PostgreSQL)."""
+        return is_postgres(self.engine)
+
+    @property
+    def clock_skew_s(self) -> float | None:
+        """This host's wall clock minus the server's (None: the store uses this clock)."""
+        return self.server_clock.skew_s if self.server_clock is not None else None
+
     def init_schema(self) -> None:
+        """Create the tables on first use, migrate an older schema, refuse a newer one."""
         try:
             with self.engine.begin() as conn:
-                SQLModel.metadata.create_all(conn)
-                found = conn.execute(
-                    select(meta_table.c.value).where(meta_table.c.key == "schema_version")
-                ).scalar_one_or_none()
-                if found is None:
+                lock_schema(conn)
+                found = None
+                if inspect(conn).has_table(meta_table.name):
+                    found = conn.execute(
+                        select(meta_table.c.value).where(meta_table.c.key == "schema_version")
+                    ).scalar_one_or_none()
+                if found == "1":
+                    _migrate_1_to_2(conn)
+                    found = "2"
                     conn.execute(
-                        meta_table.insert().values(key="schema_version", value=str(SCHEMA_VERSION))
+                        update(meta_table)
+                        .where(meta_table.c.key == "schema_version")
+                        .values(value=found)
                     )
-                elif found != str(SCHEMA_VERSION):
+                if found is not None and found != str(SCHEMA_VERSION):
                     raise StoreError(
                         f"database schema version {found} does not match this qqtui "
                         f"({SCHEMA_VERSION}); upgrade qqtui or use another database"
                     )
+                SQLModel.metadata.create_all(conn)
+                if found is None:
+                    conn.execute(
+                        meta_table.insert().values(key="schema_version", value=str(SCHEMA_VERSION))
+                    )
+            if self.server_clock is not None:
+                self.server_clock.measure()
         except DatabaseError as exc:
-            raise StoreError(f"cannot use database {self.engine.url}: {_db_error(exc)}") from exc
+            raise StoreError(f"cannot use database {_safe_url(self)}: {_db_error(exc)}") from exc
 
     def close(self) -> None:
-        self.engine.dispose()
+        forget_engine(self.engine)
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[Connection]:
@@ -304,6 +293,7 @@ class Store:
         timeout_s: float | None = None,
         hung_after_s: float = 300.0,
         max_retries: int = 0,
+        retry_on_lost: bool = False,
         actor: str | None = None,
     ) -> RunRecord:
         """Insert a queued run and its creation event in one transaction."""
@@ -324,6 +314,7 @@ class Store:
                         status=str(Status.QUEUED),
                         attempt=1,
                         max_retries=max_retries,
+                        retry_on_lost=retry_on_lost,
                         timeout_s=timeout_s,
                         hung_after_s=hung_after_s,
                         created_at=now,
@@ -354,41 +345,31 @@ class Store:
     def claim_runs(self, worker_id: str, limit: int = 1) -> list[RunRecord]:
         """Atomically move up to `limit` due queued runs to running for `worker_id`.
 
-        One conditional UPDATE ... RETURNING inside an IMMEDIATE transaction: each
+        One conditional UPDATE ... RETURNING (see `dialects.claim_statement`): each
         attempt is claimed by exactly one worker, ever.
         """
         if limit <= 0:
             return []
         now = self.clock()
         token = uuid.uuid4().hex
-        due = (
-            select(runs_table.c.id)
-            .where(
-                runs_table.c.status == str(Status.QUEUED),
-                or_(runs_table.c.not_before.is_(None), runs_table.c.not_before <= now),
-            )
-            .order_by(runs_table.c.id)
-            .limit(limit)
-            .scalar_subquery()
-        )
-        stmt = (
-            update(runs_table)
-            .where(runs_table.c.id.in_(due), runs_table.c.status == str(Status.QUEUED))
-            .values(
-                status=str(Status.RUNNING),
-                worker_id=worker_id,
-                host=self.host,
-                claim_token=token,
-                started_at=now,
-                finished_at=None,
-                heartbeat_at=now,
-                activity_at=now,
-                exit_code=None,
-                signal=None,
-                reason=None,
-                version=runs_table.c.version + 1,
-            )
-            .returning(runs_table)
+        stmt = claim_statement(
+            self.engine.dialect.name,
+            limit,
+            now,
+            {
+                "status": str(Status.RUNNING),
+                "worker_id": worker_id,
+                "host": self.host,
+                "claim_token": token,
+                "started_at": now,
+                "finished_at": None,
+                "heartbeat_at": now,
+                "activity_at": now,
+                "exit_code": None,
+                "signal": None,
+                "reason": None,
+                "version": runs_table.c.version + 1,
+            },
         )
         with self._write() as conn:
             rows = list(conn.execute(stmt).mappings())
@@ -775,16 +756,18 @@ class Store:
                     boot_id=boot_id,
                     started_at=now,
                     heartbeat_at=now,
+                    clock_skew_s=self.clock_skew_s,
                 )
             )
         return self.get_worker(worker_id)
 
     def heartbeat_worker(self, worker_id: str) -> None:
+        """Say this worker is alive (and how far its clock is off the server's)."""
         with self._write() as conn:
             conn.execute(
                 update(workers_table)
                 .where(workers_table.c.id == worker_id)
-                .values(heartbeat_at=self.clock())
+                .values(heartbeat_at=self.clock(), clock_skew_s=self.clock_skew_s)
             )
 
     def stop_worker(self, worker_id: str) -> None:
@@ -814,6 +797,185 @@ class Store:
             query = query.where(workers_table.c.stopped_at.is_(None))
         with self._read() as conn:
             return [WorkerRecord.from_row(r) for r in conn.execute(query).mappings()]
+
+    # -- rescue: runs of workers that stopped heartbeating, on any host
+
+    def rescue_dead_workers(
+        self, horizon_s: float, *, rescuer: str, skip_host: str | None = None
+    ) -> list[RunRecord]:
+        """Declare dead every worker whose heartbeat is older than `horizon_s` (server
+        time) and end its running runs as `lost`; a run that allows retry on loss goes
+        back to the queue as its next attempt, if it has retries left.
+
+        Nothing is signalled: the runs' processes belong to another host, which alone
+        may touch them. Runs on `skip_host` are left to that host's own recovery, which
+        can check whether their processes still live. A run whose worker heartbeats is
+        never touched, however long it runs: the UPDATE re-checks the heartbeat.
+        """
+        now = self.clock()
+        cutoff = now - horizon_s
+        alive = workers_table.alias("alive")
+        fresh_worker = (
+            exists()
+            .where(alive.c.id == runs_table.c.worker_id, alive.c.heartbeat_at >= cutoff)
+            .correlate(runs_table)
+        )
+        stale = and_(
+            runs_table.c.status == str(Status.RUNNING),
+            ~fresh_worker,
+            func.coalesce(runs_table.c.heartbeat_at, runs_table.c.started_at, 0.0) < cutoff,
+        )
+        query = (
+            select(runs_table, workers_table.c.heartbeat_at.label("worker_heartbeat_at"))
+            .outerjoin(workers_table, workers_table.c.id == runs_table.c.worker_id)
+            .where(stale)
+            .order_by(runs_table.c.id)
+        )
+        if skip_host is not None:
+            query = query.where(runs_table.c.host != skip_host)
+        with self._read() as conn:
+            candidates = list(conn.execute(query).mappings())
+        rescued: list[RunRecord] = []
+        for row in candidates:
+            record = self._rescue_one(row, now, horizon_s, stale, rescuer)
+            if record is not None:
+                rescued.append(record)
+        return rescued
+
+    def _rescue_one(
+        self, row: Any, now: float, horizon_s: float, stale: Any, rescuer: str
+    ) -> RunRecord | None:
+        run = RunRecord.from_row(row)
+        last = row["worker_heartbeat_at"] or run.heartbeat_at or run.started_at or 0.0
+        lost_reason = (
+            f"lost: worker {run.worker_id} on host {run.host} stopped heartbeating "
+            f"{now - last:.0f}s ago (rescue horizon {horizon_s:g}s); rescued from {self.host}"
+        )
+        requeue = run.retry_on_lost and run.attempt <= run.max_retries
+        values: dict[str, Any] = {"finished_at": now, "hung": False, "reason": lost_reason}
+        if requeue:
+            values = dict(_ATTEMPT_FIELDS_RESET)
+            values.update(
+                attempt=run.attempt + 1,
+                not_before=None,
+                finished_at=None,
+                exit_code=None,
+                signal=None,
+                reason=f"{lost_reason}; retry {run.attempt} of {run.max_retries}",
+            )
+        with self._write() as conn:
+            # Same token and still stale: a heartbeat or an adoption since our read wins.
+            updated = (
+                conn.execute(
+                    update(runs_table)
+                    .where(
+                        runs_table.c.id == run.id,
+                        runs_table.c.version == run.version,
+                        stale,
+                    )
+                    .values(
+                        status=str(Status.QUEUED if requeue else Status.LOST),
+                        version=runs_table.c.version + 1,
+                        **values,
+                    )
+                    .returning(runs_table)
+                )
+                .mappings()
+                .first()
+            )
+            if updated is None:
+                return None
+            self._event(
+                conn,
+                run.id,
+                "transition",
+                from_status=str(Status.RUNNING),
+                to_status=str(Status.LOST),
+                reason=lost_reason,
+                actor=rescuer,
+                at=now,
+            )
+            if requeue:
+                self._event(
+                    conn,
+                    run.id,
+                    "transition",
+                    from_status=str(Status.LOST),
+                    to_status=str(Status.QUEUED),
+                    reason=f"requeued: the run allows retry on loss "
+                    f"(retry {run.attempt} of {run.max_retries})",
+                    actor=rescuer,
+                    at=now,
+                )
+        return RunRecord.from_row(updated)
+
+    # -- output tails of remote runs
+
+    def record_output_tail(
+        self,
+        run_id: int,
+        token: str,
+        *,
+        attempt: int,
+        log_path: str,
+        size: int,
+        tail: bytes,
+    ) -> bool:
+        """Keep the last OUTPUT_TAIL_BYTES of a run's output for TUIs on other hosts;
+        fenced by the claim token like every owner write."""
+        tail = tail[-OUTPUT_TAIL_BYTES:]
+        values = {
+            "attempt": attempt,
+            "host": self.host,
+            "log_path": log_path,
+            "size": size,
+            "tail": tail,
+            "updated_at": self.clock(),
+        }
+        with self._write() as conn:
+            owned = conn.execute(
+                select(runs_table.c.id).where(
+                    runs_table.c.id == run_id, runs_table.c.claim_token == token
+                )
+            ).first()
+            if owned is None:
+                return False
+            result = conn.execute(
+                update(run_outputs_table)
+                .where(run_outputs_table.c.run_id == run_id)
+                .values(**values)
+            )
+            if result.rowcount == 0:
+                # Only the run's owner writes its row, so the insert cannot race.
+                conn.execute(run_outputs_table.insert().values(run_id=run_id, **values))
+        return True
+
+    def output_tail(self, run_id: int) -> OutputTail | None:
+        """The stored output tail of a run (None if its worker never stored one)."""
+        with self._read() as conn:
+            row = (
+                conn.execute(select(run_outputs_table).where(run_outputs_table.c.run_id == run_id))
+                .mappings()
+                .first()
+            )
+        return OutputTail.from_row(row) if row is not None else None
+
+    def server_time(self) -> float:
+        """Now, by the clock this store decides by (the server's on PostgreSQL)."""
+        return self.clock()
+
+
+def _migrate_1_to_2(conn: Connection) -> None:
+    false = "false" if is_postgres(conn) else "0"
+    conn.execute(
+        text(f"ALTER TABLE runs ADD COLUMN retry_on_lost BOOLEAN NOT NULL DEFAULT {false}")
+    )
+    conn.execute(text("ALTER TABLE workers ADD COLUMN clock_skew_s FLOAT"))
+
+
+def _safe_url(store: Store) -> str:
+    """The URL without its password, for error messages."""
+    return store.engine.url.render_as_string(hide_password=True)
 
 
 def _db_error(exc: DatabaseError) -> str:

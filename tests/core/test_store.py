@@ -1,10 +1,12 @@
-"""The job store on a real SQLite file: claim, transitions, fencing, races, files."""
+"""The store contract: the same tests against a real SQLite file and a real PostgreSQL
+server (a fresh schema per test): claim, transitions, fencing, races, rescue, tails."""
 
 from __future__ import annotations
 
 import multiprocessing
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,7 +24,29 @@ from qqtui.core.records import (
 from qqtui.core.snapshot import Snapshot
 from qqtui.core.store import Store, StoreError
 
+from .pgserver import fresh_schema
+
 SID = "20260101_000000_abcdef12"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def backend(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def db_url(backend: str, home: Path) -> Iterator[str]:
+    """Overrides conftest's: every test here runs once per backend."""
+    if backend == "sqlite":
+        yield f"sqlite:///{home / 'qqtui.db'}"
+        return
+    with fresh_schema() as url:
+        yield url
+
+
+def sqlite_only(backend: str) -> None:
+    if backend != "sqlite":
+        pytest.skip("about the SQLite file itself")
 
 
 def add(store: Store, **kw: object) -> RunRecord:
@@ -154,7 +178,8 @@ def test_concurrent_claims_from_many_processes_claim_each_run_exactly_once(
     assert len(claim_events) == len(ids)
 
 
-def test_database_files_are_private(store: Store, home: Path) -> None:
+def test_database_files_are_private(store: Store, home: Path, backend: str) -> None:
+    sqlite_only(backend)
     add(store)
     for name in ("qqtui.db", "qqtui.db-wal", "qqtui.db-shm"):
         path = home / name
@@ -162,7 +187,8 @@ def test_database_files_are_private(store: Store, home: Path) -> None:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, name
 
 
-def test_existing_world_readable_db_is_tightened(home: Path) -> None:
+def test_existing_world_readable_db_is_tightened(home: Path, backend: str) -> None:
+    sqlite_only(backend)
     path = home / "loose.db"
     path.touch()
     os.chmod(path, 0o644)
@@ -170,7 +196,8 @@ def test_existing_world_readable_db_is_tightened(home: Path) -> None:
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
-def test_corrupt_database_file_gives_one_clear_error(home: Path) -> None:
+def test_corrupt_database_file_gives_one_clear_error(home: Path, backend: str) -> None:
+    sqlite_only(backend)
     path = home / "bad.db"
     path.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(StoreError, match="not a qqtui database or is corrupt"):
@@ -198,10 +225,184 @@ def test_snapshot_reads_the_same_records_as_the_store(store: Store, db_url: str)
     assert [r.id for r in snap.runs([Status.RUNNING])] == [run.id]
 
 
-def test_record_fields_match_the_table_columns() -> None:
+def test_record_fields_match_the_table_columns(backend: str) -> None:
+    sqlite_only(backend)  # about the Python classes; once is enough
     import dataclasses
 
     from qqtui.core.models import runs_table
 
     fields = {f.name for f in dataclasses.fields(RunRecord)}
     assert fields == {c.name for c in runs_table.columns}
+
+
+def test_claim_never_takes_more_than_the_limit(store: Store) -> None:
+    for _ in range(10):
+        add(store)
+    assert len(store.claim_runs("w1", 3)) == 3
+    assert len(store.claim_runs("w2", 4)) == 4
+    assert len(store.claim_runs("w3", 100)) == 3
+    assert store.count_by_status() == {Status.RUNNING: 10}
+
+
+def _fake_clock_store(store: Store, host: str, clock: list[float]) -> Store:
+    return Store(store.engine, clock=lambda: clock[0], host=host, actor="test")
+
+
+def test_rescue_ends_a_dead_workers_runs_and_never_a_heartbeating_ones(store: Store) -> None:
+    clock = [1000.0]
+    host_a = _fake_clock_store(store, "host-a", clock)
+    host_b = _fake_clock_store(store, "host-b", clock)
+    host_a.register_worker(worker_id="wa", pid=1, pid_create_time=1.0, boot_id="boot-a")
+    host_b.register_worker(worker_id="wb", pid=2, pid_create_time=2.0, boot_id="boot-b")
+    plain = add(host_a)
+    retried = add(host_a, max_retries=1, retry_on_lost=True)
+    long_runner = add(host_b)
+    assert len(host_a.claim_runs("wa", 2)) == 2
+    assert len(host_b.claim_runs("wb", 1)) == 1
+    clock[0] = 1059.0  # just inside the horizon: nobody is dead yet
+    assert host_b.rescue_dead_workers(60, rescuer="worker:wb", skip_host="host-b") == []
+    clock[0] = 1200.0  # wa went silent; wb keeps heartbeating, however long its run takes
+    host_b.heartbeat_worker("wb")
+    rescued = host_b.rescue_dead_workers(60, rescuer="worker:wb", skip_host="host-b")
+    assert sorted(r.id for r in rescued) == [plain.id, retried.id]
+    lost = host_b.get_run(plain.id)
+    assert lost.status is Status.LOST and lost.finished_at == 1200.0
+    assert "worker wa on host host-a" in (lost.reason or "") and "200s ago" in (lost.reason or "")
+    again = host_b.get_run(retried.id)
+    assert again.status is Status.QUEUED and again.attempt == 2 and again.claim_token is None
+    moves = [(e.from_status, e.to_status) for e in host_b.events(retried.id)]
+    assert moves[-2:] == [("running", "lost"), ("lost", "queued")]
+    assert host_b.get_run(long_runner.id).status is Status.RUNNING
+    # Its retry is spent: the next loss is final.
+    [claimed] = host_a.claim_runs("wa2", 1)
+    assert claimed.id == retried.id
+    clock[0] = 1400.0
+    host_b.heartbeat_worker("wb")
+    assert [r.status for r in host_b.rescue_dead_workers(60, rescuer="x")] == [Status.LOST]
+
+
+def test_rescue_leaves_its_own_host_to_local_recovery(store: Store) -> None:
+    clock = [1000.0]
+    host_a = _fake_clock_store(store, "host-a", clock)
+    add(host_a)
+    host_a.claim_runs("wa", 1)  # no worker row at all: the run's own heartbeat counts
+    clock[0] = 2000.0
+    assert host_a.rescue_dead_workers(60, rescuer="x", skip_host="host-a") == []
+    assert len(host_a.rescue_dead_workers(60, rescuer="x", skip_host="host-b")) == 1
+
+
+def test_rescue_loses_to_a_heartbeat_that_lands_after_its_read(store: Store) -> None:
+    clock = [1000.0]
+    host_a = _fake_clock_store(store, "host-a", clock)
+    host_a.register_worker(worker_id="wa", pid=1, pid_create_time=1.0, boot_id="boot-a")
+    run = add(host_a)
+    host_a.claim_runs("wa", 1)
+    clock[0] = 1100.0
+    real_rescue_one = host_a._rescue_one
+
+    def heartbeat_first(*args: object) -> RunRecord | None:
+        host_a.heartbeat_worker("wa")  # the worker was only slow, not dead
+        return real_rescue_one(*args)  # type: ignore[arg-type]
+
+    host_a._rescue_one = heartbeat_first  # type: ignore[method-assign]
+    assert host_a.rescue_dead_workers(60, rescuer="x") == []
+    assert host_a.get_run(run.id).status is Status.RUNNING
+
+
+def test_output_tail_is_kept_capped_and_fenced(store: Store) -> None:
+    from qqtui.core.store import OUTPUT_TAIL_BYTES
+
+    run = add(store)
+    [claimed] = store.claim_runs("w1")
+    token = claimed.claim_token or ""
+    assert store.output_tail(run.id) is None
+    data = bytes(range(256)) * 1024  # 256 KiB, not text: stored as bytes
+    assert store.record_output_tail(
+        run.id, token, attempt=1, log_path="/x/output.log", size=len(data), tail=data
+    )
+    tail = store.output_tail(run.id)
+    assert tail is not None and tail.tail == data[-OUTPUT_TAIL_BYTES:]
+    assert (tail.host, tail.log_path, tail.size) == (store.host, "/x/output.log", len(data))
+    assert store.record_output_tail(run.id, token, attempt=1, log_path="/x", size=3, tail=b"abc")
+    assert store.output_tail(run.id).tail == b"abc"  # type: ignore[union-attr]
+    assert not store.record_output_tail(
+        run.id, "stale", attempt=1, log_path="/x", size=1, tail=b"z"
+    )
+    assert store.output_tail(run.id).tail == b"abc"  # type: ignore[union-attr]
+
+
+def test_schema_version_1_is_migrated(store: Store, db_url: str) -> None:
+    from sqlalchemy import text, update
+
+    from qqtui.core.models import meta_table
+
+    run = add(store)
+    with store.engine.begin() as conn:
+        conn.execute(text("ALTER TABLE runs DROP COLUMN retry_on_lost"))
+        conn.execute(text("ALTER TABLE workers DROP COLUMN clock_skew_s"))
+        conn.execute(text("DROP TABLE run_outputs"))
+        conn.execute(update(meta_table).values(value="1"))
+    store.close()
+    again = Store.open(db_url)
+    assert again.get_run(run.id).retry_on_lost is False
+    assert add(again, retry_on_lost=True).retry_on_lost is True
+    assert again.output_tail(run.id) is None
+
+
+def _open_store(url: str, out: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    try:
+        Store.open(url).close()
+        out.put("ok")
+    except Exception as exc:  # the parent asserts on what went wrong
+        out.put(repr(exc))
+
+
+def test_first_use_by_many_processes_at_once_creates_the_schema_once(db_url: str) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    out = ctx.Queue()
+    procs = [ctx.Process(target=_open_store, args=(db_url, out)) for _ in range(6)]
+    for p in procs:
+        p.start()
+    results = [out.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(30)
+    assert results == ["ok"] * 6
+
+
+def test_postgres_urls_are_normalised_and_unknown_ones_refused() -> None:
+    from qqtui.core.dialects import normalize_db_url
+
+    assert normalize_db_url("postgres://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert normalize_db_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert normalize_db_url("sqlite:///x.db") == "sqlite:///x.db"
+    with pytest.raises(StoreError, match="psycopg 3"):
+        normalize_db_url("postgresql+psycopg2://u@h/db")
+    with pytest.raises(StoreError, match="unsupported database URL"):
+        Store.open("mysql://u@h/db")
+
+
+def test_postgres_store_decides_by_the_servers_clock(backend: str, db_url: str) -> None:
+    if backend != "postgresql":
+        pytest.skip("SQLite has one host: its clock is the clock")
+    import time
+
+    from qqtui.core.clock import ServerClock
+    from qqtui.core.dialects import server_epoch
+
+    store = Store.open(db_url.replace("postgresql://", "postgres://", 1))
+    server = server_epoch(store.engine)
+    assert abs(store.clock() - server) < 1.0
+    # A worker whose wall clock is 2 minutes fast still claims by the server's clock...
+    fast = Store(store.engine, host="fast-host")
+    fast.server_clock = ServerClock(
+        lambda: server_epoch(store.engine), wall=lambda: time.time() + 120
+    )
+    fast.clock = fast.server_clock
+    assert abs(fast.clock() - server_epoch(store.engine)) < 1.0
+    assert fast.clock_skew_s is not None and 119 < fast.clock_skew_s < 121
+    # ...and says so on its worker row, where the TUI can show it.
+    record = fast.register_worker(worker_id="wf", pid=1, pid_create_time=1.0, boot_id="b")
+    assert record.clock_skewed and 119 < (record.clock_skew_s or 0) < 121
+    run = add(store)
+    [claimed] = fast.claim_runs("wf")
+    assert claimed.id == run.id and abs((claimed.started_at or 0) - server) < 5
