@@ -24,6 +24,7 @@ CPU_HISTORY_SAMPLES = 60
 
 # Statuses a person wants to hear about the moment a run reaches them.
 ALERT_STATUSES = frozenset({Status.FAILED, Status.TIMED_OUT, Status.LOST})
+_ACTIVE = frozenset({str(Status.QUEUED), str(Status.RUNNING)})
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +78,7 @@ class Monitor:
     _cpu: dict[int, deque[float]] = field(init=False, default_factory=dict)
     _last: dict[int, tuple[Status, bool]] | None = field(init=False, default=None)
     _lock: threading.Lock = field(init=False, default_factory=threading.Lock)
+    _runs: dict[int, RunRecord] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self._snapshot = Snapshot(self.db_url)
@@ -87,7 +89,7 @@ class Monitor:
 
     def poll(self) -> PollResult:
         with self._lock:
-            runs = {run.id: run for run in self._snapshot.runs()}
+            runs = self._read_runs()
             running = [r for r in runs.values() if r.status is Status.RUNNING]
             trees: dict[int, RunTree] = {}
             if self.scan_processes and running:
@@ -105,6 +107,43 @@ class Monitor:
                 now=self.clock(),
                 first=first,
             )
+
+    def _read_runs(self) -> dict[int, RunRecord]:
+        """Every run, re-reading only those that may have changed.
+
+        Turning 10,000 rows into records costs about half a second; a finished run
+        only changes through a transition, which bumps its version. So each poll
+        reads (id, version, status) of all runs and the full rows of the active,
+        new and re-versioned ones. Unchanged records are the same objects as the
+        last poll, which lets the table skip them too.
+        """
+        if self._snapshot.path is None:
+            return {run.id: run for run in self._snapshot.runs()}
+        # The snapshot's query helper handles a missing file, busy timeouts and
+        # corrupt databases with clear errors; reuse it rather than repeat it.
+        query = self._snapshot._query
+        cached = self._runs
+        stale: list[int] = []
+        present: list[int] = []
+        for row in query("SELECT id, version, status FROM runs ORDER BY id"):
+            run_id = row["id"]
+            present.append(run_id)
+            old = cached.get(run_id)
+            if old is None or old.version != row["version"] or row["status"] in _ACTIVE:
+                stale.append(run_id)
+        fresh: dict[int, RunRecord] = {}
+        for start in range(0, len(stale), 500):
+            chunk = stale[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in query(f"SELECT * FROM runs WHERE id IN ({marks})", chunk):
+                fresh[row["id"]] = RunRecord.from_row(row)
+        runs = {}
+        for run_id in present:
+            run = fresh.get(run_id) or cached.get(run_id)
+            if run is not None:
+                runs[run_id] = run
+        self._runs = runs
+        return runs
 
     def _record_cpu(self, trees: dict[int, RunTree]) -> None:
         for run_id, tree in trees.items():

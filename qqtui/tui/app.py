@@ -24,7 +24,7 @@ from qqtui.tui.messages import IntentDone, IntentOutcome, RunsPolled
 from qqtui.tui.screens.help import HelpScreen
 from qqtui.tui.screens.main import MainScreen
 from qqtui.tui.screens.sessions import SessionsScreen
-from qqtui.tui.widgets.run_table import build_rows
+from qqtui.tui.widgets.run_table import RowBuilder
 
 POLL_INTERVAL_S = 1.0
 
@@ -81,6 +81,8 @@ class QqApp(App[int]):
         self.default_cwd = cwd or str(Path.cwd())
         self.monitor = Monitor(settings.home, settings.db_url, clock, scan_processes)
         self.filter_query = ""
+        self._row_builder = RowBuilder()
+        self._main = MainScreen()
         self.last_poll: RunsPolled | None = None
         self._poll_timer: Timer | None = None
         self._poll_worker: Worker[None] | None = None
@@ -93,11 +95,10 @@ class QqApp(App[int]):
 
     @property
     def main_screen(self) -> MainScreen:
-        return self.get_screen("main")  # type: ignore[return-value]
+        return self._main
 
     def on_mount(self) -> None:
-        self.install_screen(MainScreen(), name="main")
-        self.push_screen("main")
+        self.push_screen(self._main)
         if self.start_worker:
             self._ensure_worker()
         self.poll_now()
@@ -121,7 +122,9 @@ class QqApp(App[int]):
     @work(thread=True, exclusive=True, exit_on_error=False, group="poll")
     def _poll(self, query: str) -> None:
         result = self.monitor.poll()
-        rows = build_rows(result.runs, result.trees, result.cpu_history, result.now, query)
+        rows = self._row_builder.build(
+            result.runs, result.trees, result.cpu_history, result.now, query
+        )
         self.post_message(RunsPolled(result, rows, query))
 
     def _schedule_poll(self) -> None:
@@ -142,7 +145,10 @@ class QqApp(App[int]):
         try:
             for alert in message.result.alerts:
                 self._notify_alert(alert)
-            self.main_screen.show_poll(message)
+            # A poll can finish before the screen is composed (it shows last_poll
+            # when it mounts) or after it is gone at exit.
+            if self._main.ready:
+                self._main.show_poll(message)
         finally:
             self._schedule_poll()
 
@@ -203,8 +209,8 @@ class QqApp(App[int]):
             severity="error" if outcome.error else "information",
             timeout=6 if outcome.error else 4,
         )
-        if outcome.run is not None and outcome.run.status is Status.QUEUED:
-            self.main_screen.select_when_shown(outcome.run.id)
+        if outcome.run is not None and outcome.run.status is Status.QUEUED and self._main.ready:
+            self._main.select_when_shown(outcome.run.id)
         self.poll_now()
 
     # -- app-wide actions ---------------------------------------------------------

@@ -118,6 +118,7 @@ class MainScreen(Screen[None]):
         super().__init__()
         self._selected: int | None = None
         self._pending_select: int | None = None
+        self.ready = False
 
     @property
     def qq(self) -> QqApp:
@@ -140,6 +141,12 @@ class MainScreen(Screen[None]):
         self.query_one(OutputView).border_title = "output"
         self.query_one(PidTree).border_title = "processes"
         self.query_one(RunTable).focus()
+        self.ready = True
+        if self.qq.last_poll is not None:
+            self.show_poll(self.qq.last_poll)
+
+    def on_unmount(self) -> None:
+        self.ready = False
 
     # -- data in ------------------------------------------------------------------
 

@@ -143,6 +143,52 @@ def run_row(run: RunRecord, tree: RunTree | None, history: Sequence[float], now:
     return RowData(cells, sort_values)
 
 
+class RowBuilder:
+    """Builds the table rows each poll, reusing the rows of finished runs.
+
+    The monitor hands out the same record object while a run is unchanged, and a
+    finished run's row depends on nothing else, so with 10,000 mostly finished
+    runs a poll formats only the active ones. Used by one poll worker at a time.
+    """
+
+    def __init__(self) -> None:
+        self._rows: dict[int, tuple[RunRecord, RowData]] = {}
+        self._matches: dict[int, tuple[RunRecord, bool]] = {}
+        self._query = ""
+
+    def build(
+        self,
+        runs: Mapping[int, RunRecord],
+        trees: Mapping[int, RunTree],
+        cpu_history: Mapping[int, Sequence[float]],
+        now: float,
+        query: str,
+    ) -> dict[int, RowData]:
+        """Rows for every run that passes the filter, keyed by run id."""
+        if query != self._query:
+            self._matches = {}
+            self._query = query
+        old_rows, old_matches = self._rows, self._matches
+        rows: dict[int, tuple[RunRecord, RowData]] = {}
+        matches: dict[int, tuple[RunRecord, bool]] = {}
+        out: dict[int, RowData] = {}
+        for run_id, run in runs.items():
+            seen = old_matches.get(run_id)
+            ok = seen[1] if seen is not None and seen[0] is run else matches_filter(run, query)
+            matches[run_id] = (run, ok)
+            if not ok:
+                continue
+            cached = old_rows.get(run_id)
+            if cached is not None and cached[0] is run and not run.is_active:
+                row = cached[1]
+            else:
+                row = run_row(run, trees.get(run_id), cpu_history.get(run_id, ()), now)
+            rows[run_id] = (run, row)
+            out[run_id] = row
+        self._rows, self._matches = rows, matches
+        return out
+
+
 def build_rows(
     runs: Mapping[int, RunRecord],
     trees: Mapping[int, RunTree],
@@ -150,12 +196,8 @@ def build_rows(
     now: float,
     query: str,
 ) -> dict[int, RowData]:
-    """Rows for every run that passes the filter, keyed by run id."""
-    return {
-        run_id: run_row(run, trees.get(run_id), cpu_history.get(run_id, ()), now)
-        for run_id, run in runs.items()
-        if matches_filter(run, query)
-    }
+    """Rows for every run that passes the filter (no reuse; see RowBuilder)."""
+    return RowBuilder().build(runs, trees, cpu_history, now, query)
 
 
 def cell_text(cell: Cell) -> Text:
@@ -245,6 +287,8 @@ class RunTable(DataTable[Any]):
                 del self._rows[run_id]
             for run_id, row in rows.items():
                 old = self._rows.get(run_id)
+                if old is row:
+                    continue
                 if old is None:
                     self.add_row(*(cell_text(c) for c in row.cells), key=str(run_id))
                     resort = True
