@@ -25,6 +25,7 @@ from qqtui.core.procs import (
     kill_tree,
     signal_verified,
     spawn_run,
+    start_run,
 )
 
 from ..conftest import wait_for
@@ -235,17 +236,25 @@ def test_process_table_builds_each_runs_tree_in_one_pass(tmp_path: Path) -> None
 def test_a_thousand_short_runs_leave_no_zombies_or_open_fds(tmp_path: Path) -> None:
     me = psutil.Process()
     fds_before = me.num_fds()
-    for i in range(1000):
-        env = RunEnvironment(i, tmp_path, "sid", tmp_path, tmp_path / "hb")
-        spawned = spawn_run(
-            run_env=env,
-            argv=["true"],
-            cwd=str(tmp_path),
-            env_overrides={},
-            log_path=tmp_path / "out.log",
-            status_path=tmp_path / "st.json",
-        )
-        wait_exit(spawned)
+    for batch in range(125):  # eight at a time, as a worker with -j 8 would
+        started = []
+        for i in range(8):
+            run_id = batch * 8 + i
+            env = RunEnvironment(run_id, tmp_path, "sid", tmp_path, tmp_path / "hb")
+            started.append(
+                start_run(
+                    run_env=env,
+                    argv=["true"],
+                    cwd=str(tmp_path),
+                    env_overrides={},
+                    log_path=tmp_path / f"out-{i}.log",
+                    status_path=tmp_path / f"st-{i}.json",
+                )
+            )
+        for spawned in started:
+            spawned.wait_started()
+            assert wait_exit(spawned)["exit_code"] == 0
     assert me.num_fds() == fds_before
     zombies = [c for c in me.children(recursive=True) if c.status() == psutil.STATUS_ZOMBIE]
     assert zombies == []
+    assert me.children() == []
