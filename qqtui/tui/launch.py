@@ -29,11 +29,12 @@ def demo_settings(home: Path | None = None) -> Settings:
 
 
 def queue_demo_runs(settings: Settings) -> list[int]:
-    """Queue every demo run (see qqtui.demo.catalog) and start a worker; returns run ids."""
+    """Queue every demo run (see qqtui.demo.catalog); returns their ids. The app starts
+    the worker: a second `ensure_worker` here would race the first one's registration
+    and start two."""
     from qqtui.core.launch import submit_run
     from qqtui.core.sessions import ensure_home
     from qqtui.core.store import Store
-    from qqtui.core.workerctl import ensure_worker
     from qqtui.demo.catalog import demo_runs
 
     ensure_home(settings.home)
@@ -53,7 +54,6 @@ def queue_demo_runs(settings: Settings) -> list[int]:
                 actor="demo",
             )
             ids.append(run.id)
-        ensure_worker(store, settings)
         return ids
     finally:
         store.close()

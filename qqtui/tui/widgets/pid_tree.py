@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 from typing import Any
 
@@ -21,6 +22,14 @@ _COLUMNS = (
     ("rss", "RSS", 6),
     ("cmdline", "Command", 120),
 )
+
+
+def _short_command(cmdline: tuple[str, ...]) -> str:
+    """The command line with its program's directory dropped: the arguments are what
+    tell the processes of one tree apart, and the pane is narrow."""
+    if not cmdline:
+        return ""
+    return " ".join((os.path.basename(cmdline[0]), *cmdline[1:]))
 
 
 class PidTree(DataTable[Any]):
@@ -113,7 +122,7 @@ class PidTree(DataTable[Any]):
             proc.status,
             f"{proc.cpu_percent:.0f}%",
             fmt.size(proc.rss),
-            " ".join(proc.cmdline) or f"[{proc.name}]",
+            _short_command(proc.cmdline) or f"[{proc.name}]",
         )
 
     def selected_process(self) -> ProcInfo | None:
