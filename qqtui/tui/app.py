@@ -161,6 +161,7 @@ class QqApp(App[int]):
             title=f"Run {run.id}",
             severity=severity,  # type: ignore[arg-type]
             timeout=8,
+            markup=False,  # run names are user input
         )
         if self.bell_on_alert:
             self.bell()
@@ -171,7 +172,13 @@ class QqApp(App[int]):
             return
         error = event.worker.error
         message = str(error) if isinstance(error, QqError) else f"{type(error).__name__}: {error}"
-        self.notify(message, title=f"Error ({event.worker.group})", severity="error", timeout=8)
+        self.notify(
+            message,
+            title=f"Error ({event.worker.group})",
+            severity="error",
+            timeout=8,
+            markup=False,
+        )
         if event.worker.group == "poll" and event.worker is self._poll_worker:
             self._schedule_poll()
 
@@ -208,6 +215,7 @@ class QqApp(App[int]):
             outcome.message,
             severity="error" if outcome.error else "information",
             timeout=6 if outcome.error else 4,
+            markup=False,  # names, commands and error text are user input
         )
         if outcome.run is not None and outcome.run.status is Status.QUEUED and self._main.ready:
             self._main.select_when_shown(outcome.run.id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import partial
 
+from rich.markup import escape
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.dom import DOMNode
 
@@ -22,7 +23,10 @@ class BindingCommands(Provider):
             if binding.action in seen:
                 continue
             seen.add(binding.action)
-            help_text = f"{binding.tooltip or binding.description}  [{binding.key_display or key}]"
+            # The palette reads help as markup; a key like "/" inside brackets would break it.
+            help_text = escape(
+                f"{binding.tooltip or binding.description}  [{binding.key_display or key}]"
+            )
             out.append((binding.description, help_text, binding.action, active.node))
         return out
 

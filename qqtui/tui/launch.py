@@ -3,16 +3,24 @@ the sample agents already queued)."""
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
 from qqtui.config import Settings, default_db_url
 
+BELL_ENV = "QQTUI_BELL"
 
-def run_app(settings: Settings, *, bell: bool = False) -> int:
-    """Open the app on `settings`; a worker is started if none is alive for this home."""
+
+def run_app(settings: Settings, *, bell: bool | None = None) -> int:
+    """Open the app on `settings`; a worker is started if none is alive for this home.
+
+    `bell` (default: env QQTUI_BELL=1) rings the terminal bell with each alert toast.
+    """
     from qqtui.tui.app import make_app
 
+    if bell is None:
+        bell = os.environ.get(BELL_ENV, "") in ("1", "true", "yes")
     app = make_app(settings, bell=bell)
     try:
         result = app.run()

@@ -401,6 +401,38 @@ async def test_app_starts_a_worker_when_none_is_alive(
             proc.wait(timeout=20)
 
 
+@pytest.mark.asyncio
+async def test_command_palette_offers_the_bindings(
+    tui_settings: Settings, tui_store: Store
+) -> None:
+    app = app_for(tui_settings, tui_store)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: app.last_poll is not None)
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        await pilot.press(*"Launch")
+        await wait_until(pilot, lambda: "Launch a new run" in _screen_text(app), what="palette hit")
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, LaunchForm))
+
+
+@pytest.mark.asyncio
+async def test_bell_rings_with_alert_toasts(tui_settings: Settings, tui_store: Store) -> None:
+    # A name with markup must reach the toast and titles literally, not break them.
+    run_id = add(tui_store, tui_settings, "false", name="doomed [/] [bold]x")
+    app = app_for(tui_settings, tui_store, bell=True)
+    rings: list[bool] = []
+    app.bell = lambda: rings.append(True)  # type: ignore[method-assign]
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: app.last_poll is not None)
+        token = tui_store.claim_runs("w")[0].claim_token or ""
+        tui_store.finish_run(run_id, token, Status.FAILED, reason="exit 1", exit_code=1)
+        await select(pilot, app, run_id)
+        await wait_until(pilot, lambda: any("doomed [/] [bold]x failed" in t for t in toasts(app)))
+        await wait_until(pilot, lambda: "run 1 · doomed [/] [bold]x" in _screen_text(app))
+        assert rings == [True]
+
+
 def test_the_app_never_runs_sql_or_signals_itself() -> None:
     offenders = []
     for path in (REPO / "qqtui" / "tui").rglob("*.py"):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import signal
 from typing import TYPE_CHECKING
 
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -191,7 +192,8 @@ class MainScreen(Screen[None]):
             pids.show_tree(None)
         else:
             output.set_path(launch.output_log_path(self.qq.home, run))
-            output.border_title = f"output · run {run.id} · {run.name}"
+            # Text, not str: a border title string is markup, and run names are user input.
+            output.border_title = Text(f"output · run {run.id} · {run.name}")
             tree = poll.result.trees.get(run.id) if poll is not None else None
             pids.show_tree(tree)
             count = tree.count if tree is not None else 0
@@ -223,7 +225,7 @@ class MainScreen(Screen[None]):
         if request is None:
             return
         app = self.qq
-        self.notify(f"Queueing {' '.join(request.argv)[:60]} …", timeout=2)
+        self.notify(f"Queueing {' '.join(request.argv)[:60]} …", timeout=2, markup=False)
 
         def submit() -> IntentOutcome:
             run = launch.submit_run(
@@ -282,7 +284,7 @@ class MainScreen(Screen[None]):
     def _stop(self, run: RunRecord, *, kill: bool) -> None:
         app = self.qq
         verb = "Killing" if kill else "Cancelling"
-        self.notify(f"{verb} run {run.id} …", timeout=2)
+        self.notify(f"{verb} run {run.id} …", timeout=2, markup=False)
 
         def stop() -> IntentOutcome:
             if kill:
