@@ -39,14 +39,14 @@ class Context:
     settings: Settings
     _store: Store | None = None
 
-    def store(self, actor: str = "cli") -> Store:
+    def store(self, actor: str = "cli", host: str | None = None) -> Store:
         """Open the store (creating the home 0700 and the database 0600 if needed)."""
         if self._store is None:
             from qqtui.core.sessions import ensure_home
             from qqtui.core.store import Store
 
             ensure_home(self.settings.home)
-            self._store = Store.open(self.settings.db_url, actor=actor)
+            self._store = Store.open(self.settings.db_url, actor=actor, host=host)
         return self._store
 
     def snapshot(self) -> Any:
@@ -138,6 +138,11 @@ def cli(ctx: click.Context, home: str | None, db: str | None) -> None:
     show_default=True,
     help="Retry a failed run this many times, with exponential backoff.",
 )
+@click.option(
+    "--retry-lost",
+    is_flag=True,
+    help="Also retry (counting against --retries) when the run's worker dies on another host.",
+)
 @click.option("--session", "session_id", metavar="ID", help="Run in this existing session.")
 @click.option(
     "--env", "env_pairs", multiple=True, metavar="K=V", help="Extra environment (repeat)."
@@ -153,6 +158,7 @@ def add(
     timeout: float | None,
     hung_after: float | None,
     retries: int,
+    retry_lost: bool,
     session_id: str | None,
     env_pairs: Sequence[str],
     as_json: bool,
@@ -176,6 +182,7 @@ def add(
         retries=retries,
         session_id=session_id,
         env=env,
+        retry_on_lost=retry_lost,
     )
     if as_json:
         print_json(run_json(run))
@@ -197,11 +204,17 @@ def _parse_statuses(value: str | None) -> list[Status] | None:
 
 @cli.command("ls")
 @click.option("--status", metavar="S[,S]", help="Only runs in these states.")
+@click.option(
+    "--host", "hosts", metavar="H[,H]", help="Only runs claimed by workers on these hosts."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 @pass_ctx
-def ls_cmd(ctx: Context, status: str | None, as_json: bool) -> None:
+def ls_cmd(ctx: Context, status: str | None, hosts: str | None, as_json: bool) -> None:
     """List runs."""
     runs = ctx.snapshot().runs(_parse_statuses(status))
+    if hosts:
+        wanted = {h.strip() for h in hosts.split(",") if h.strip()}
+        runs = [r for r in runs if r.host in wanted]
     if as_json:
         sys.stdout.write(json.dumps([run_json(r) for r in runs], ensure_ascii=False) + "\n")
         return
@@ -603,6 +616,21 @@ def human_size(n: int) -> str:
     metavar="S",
     help="First retry delay; doubles per attempt, with jitter.",
 )
+@click.option(
+    "--rescue-after",
+    type=click.FloatRange(min=1),
+    default=60.0,
+    show_default=True,
+    metavar="S",
+    help="PostgreSQL: a worker silent this long is dead; its runs on any host become lost.",
+)
+@click.option(
+    "--host",
+    envvar="QQTUI_HOST",
+    metavar="NAME",
+    help="Host name recorded for this worker (env QQTUI_HOST, default the node name).",
+)
+@click.option("--boot-id", hidden=True, help="Pretend to be another boot (simulated hosts).")
 @pass_ctx
 def worker(
     ctx: Context,
@@ -613,6 +641,9 @@ def worker(
     grace: float,
     log_cap: int,
     retry_base: float,
+    rescue_after: float,
+    host: str | None,
+    boot_id: str | None,
 ) -> None:
     """Run the supervisor: claim queued runs and watch them."""
     import logging
@@ -628,8 +659,11 @@ def worker(
         kill_grace_s=grace,
         log_cap=log_cap,
         retry_base_s=retry_base,
+        rescue_after_s=rescue_after,
     )
-    supervisor = Supervisor(ctx.store(actor="worker"), ctx.settings.home, config)
+    supervisor = Supervisor(ctx.store(actor="worker", host=host), ctx.settings.home, config)
+    if boot_id:
+        supervisor.boot = boot_id
     sys.exit(supervisor.run_forever())
 
 

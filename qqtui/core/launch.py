@@ -78,6 +78,7 @@ def submit_run(
     session_id: str | None = None,
     env: Mapping[str, str] | None = None,
     actor: str = "cli",
+    retry_on_lost: bool = False,
     use_profile: bool = True,
 ) -> RunRecord:
     """Validate, create (or reuse) the session directory, queue the run, wake workers.
@@ -118,6 +119,7 @@ def submit_run(
         timeout_s=timeout_s,
         hung_after_s=hung_after_s,
         max_retries=retries,
+        retry_on_lost=retry_on_lost,
         actor=actor,
     )
     _record_in_meta(session_path, run)

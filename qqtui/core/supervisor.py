@@ -8,6 +8,7 @@ store; every end is recorded with a reason.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import random
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
+from sqlalchemy.exc import DBAPIError
 
 from qqtui.core import sessions
 from qqtui.core.launch import run_paths
@@ -37,11 +39,31 @@ from qqtui.core.procs import (
     is_alive,
     start_run,
 )
-from qqtui.core.records import RunRecord, StaleClaimError, Status, WorkerRecord
-from qqtui.core.store import Store
+from qqtui.core.records import (
+    IllegalTransitionError,
+    QqError,
+    RunRecord,
+    StaleClaimError,
+    Status,
+    WorkerRecord,
+)
+from qqtui.core.store import OUTPUT_TAIL_BYTES, Store
 from qqtui.core.wakeup import WakeSocket
 
 log = logging.getLogger("qqtui.supervisor")
+
+
+class DatabaseUnreachable(QqError):
+    """Run ends are waiting for the database to come back."""
+
+
+# What a lost connection or a restarting server raises: the worker waits and retries.
+DB_ERRORS: tuple[type[Exception], ...] = (DBAPIError, DatabaseUnreachable)
+
+
+def _db_error_line(exc: Exception) -> str:
+    orig = getattr(exc, "orig", None)
+    return (str(orig or exc).splitlines() or [type(exc).__name__])[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +79,12 @@ class SupervisorConfig:
     retry_cap_s: float = 300.0
     until_idle: bool = False
     stop_runs_on_exit: bool = False
+    # Shared (PostgreSQL) stores only: a worker silent for this long is dead, and its
+    # runs on any host are rescued (see Store.rescue_dead_workers).
+    rescue_after_s: float = 60.0
+    output_tail_s: float = 1.0  # shared stores: a running run's output tail, at most this often
+    db_retry_base_s: float = 0.5  # database unreachable: first wait, doubling, with jitter
+    db_retry_cap_s: float = 30.0
 
 
 def signal_name(sig: int) -> str:
@@ -87,6 +115,8 @@ class Tracked:
     ended: bool = False
     truncated: bool = False
     recorded: bool = True  # False while a fresh spawn awaits its shim's start report
+    tail_size: int = -1  # log size when its tail was last stored (shared stores)
+    tail_at: float = 0.0  # monotonic time of that
 
     @property
     def status_path(self) -> Path:
@@ -106,7 +136,9 @@ class Supervisor:
     store: Store
     home: Path
     config: SupervisorConfig = field(default_factory=SupervisorConfig)
-    clock: Callable[[], float] = time.time
+    # None: the store's clock, which on a shared store is the database server's, so
+    # timeouts, hung flags and retry times agree with every other host.
+    clock: Callable[[], float] | None = None
     worker_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     tracked: dict[int, Tracked] = field(default_factory=dict)
     leftovers: list[TreeKill] = field(default_factory=list)
@@ -116,19 +148,40 @@ class Supervisor:
     _wake: WakeSocket | None = None
     _last_heartbeat: float = 0.0
     _last_recovery: float = 0.0
+    # Ends that could not be written (database unreachable), applied on reconnect; the
+    # shim's status file stays the durable record meanwhile.
+    pending_ends: dict[int, Callable[[], None]] = field(default_factory=dict)
+    _db_ok_since: float | None = None  # monotonic time since the database answers
+    _last_rescue: float = 0.0
+    _db_failures: int = 0
+
+    def now(self) -> float:
+        """The time decisions are made by (see `clock`)."""
+        return (self.clock or self.store.clock)()
 
     # -- lifecycle
 
     def start(self) -> WorkerRecord:
         me = psutil.Process()
+        while True:
+            try:
+                return self._register(me)
+            except DB_ERRORS as exc:
+                if self.stopping:
+                    raise
+                self._db_unreachable(exc)
+
+    def _register(self, me: psutil.Process) -> WorkerRecord:
         record = self.store.register_worker(
             worker_id=self.worker_id,
             pid=me.pid,
             pid_create_time=me.create_time(),
             boot_id=self.boot,
         )
-        self._wake = WakeSocket(str(self.store.engine.url), self.worker_id)
+        if self._wake is None:
+            self._wake = WakeSocket(str(self.store.engine.url), self.worker_id)
         self.recover()
+        self._db_ok()
         return record
 
     def request_stop(self, *_: object) -> None:
@@ -142,9 +195,16 @@ class Supervisor:
         try:
             self.start()
             while not self.stopping:
-                self.tick()
-                if self.config.until_idle and self._idle():
-                    break
+                try:
+                    self.tick()
+                    if self.config.until_idle and self._idle():
+                        break
+                except DB_ERRORS as exc:
+                    # The runs live on without us; every decision this tick could not
+                    # write is taken again on the next one.
+                    self._db_unreachable(exc)
+                    continue
+                self._db_ok()
                 self._wait()
             self.shutdown()
         finally:
@@ -172,9 +232,57 @@ class Supervisor:
         for shim in self.exiting_shims:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 shim.wait(timeout=5)
-        self.store.stop_worker(self.worker_id)
+        try:
+            self._apply_pending_ends()
+            self.store.stop_worker(self.worker_id)
+        except DB_ERRORS as exc:
+            # Unrecorded ends stay in the shims' status files; the next worker on this
+            # host records them from there (recover()).
+            log.error(
+                "database unreachable at exit (%s); %d ends left to recovery",
+                _db_error_line(exc),
+                len(self.pending_ends),
+            )
         if self._wake is not None:
             self._wake.close()
+
+    # -- database outages
+
+    def _db_unreachable(self, exc: Exception) -> None:
+        """Wait before the next try: exponential backoff with jitter, so a fleet of
+        workers does not hammer a server that is coming back up."""
+        self._db_ok_since = None
+        self._db_failures += 1
+        delay = min(
+            self.config.db_retry_cap_s, self.config.db_retry_base_s * 2 ** (self._db_failures - 1)
+        )
+        delay *= random.uniform(0.5, 1.0)
+        log.warning(
+            "database unreachable, retrying in %.1fs (attempt %d; runs keep running): %s",
+            delay,
+            self._db_failures,
+            _db_error_line(exc),
+        )
+        # Not select(): a finished run's report pipe stays readable and would end the
+        # wait at once. Short slices keep a stop request and pending KILLs timely.
+        deadline = time.monotonic() + delay
+        while not self.stopping and (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(0.2, left))
+            with contextlib.suppress(*DB_ERRORS):
+                self._advance_killers()  # a TERM's grace still ends in a KILL meanwhile
+
+    def _db_ok(self) -> None:
+        if self._db_failures:
+            log.info("database reachable again after %d failed attempts", self._db_failures)
+        self._db_failures = 0
+        if self._db_ok_since is None:
+            self._db_ok_since = time.monotonic()
+
+    def _apply_pending_ends(self) -> None:
+        for run_id in list(self.pending_ends):
+            self.pending_ends.pop(run_id)()  # re-queues itself if the database fails again
+            if run_id in self.pending_ends:
+                raise DatabaseUnreachable("still cannot record run ends")
 
     def _idle(self) -> bool:
         if self.tracked or self.leftovers or self.exiting_shims:
@@ -207,7 +315,8 @@ class Supervisor:
     # -- one pass
 
     def tick(self, *, claim: bool = True) -> None:
-        now = self.clock()
+        now = self.now()
+        self._apply_pending_ends()
         self._collect_ends()
         self.exiting_shims = [p for p in self.exiting_shims if p.poll() is None]
         self._act_on_requests()
@@ -217,9 +326,11 @@ class Supervisor:
         if time.monotonic() - self._last_heartbeat >= self.config.heartbeat_s:
             self._last_heartbeat = time.monotonic()
             self.store.heartbeat_worker(self.worker_id)
-            self.store.heartbeat_runs(self.worker_id, list(self.tracked))
+            self.store.heartbeat_runs(self.worker_id, [*self.tracked, *self.pending_ends])
         if time.monotonic() - self._last_recovery >= self.config.recovery_s:
             self.recover()
+            if self.store.shared:
+                self.rescue()
         if claim and not self.stopping:
             self._claim()
 
@@ -357,6 +468,8 @@ class Supervisor:
 
     def _on_end(self, tracked: Tracked, exit_info: dict) -> None:
         run = self.store.get_run(tracked.run.id)
+        with contextlib.suppress(OSError):
+            self._store_tail(tracked, tracked.log_path.stat().st_size, final=True)
         exit_code = exit_info.get("exit_code")
         sig = exit_info.get("signal")
         status_info = _read_status(tracked.status_path, run.attempt) or {}
@@ -414,7 +527,7 @@ class Supervisor:
                 self.store.requeue_for_retry(
                     run.id,
                     token,
-                    not_before=self.clock() + delay,
+                    not_before=self.now() + delay,
                     reason=f"{reason}; retry {run.attempt} of {run.max_retries} in {delay:.1f}s",
                     exit_code=exit_code,
                     signal=sig,
@@ -433,6 +546,26 @@ class Supervisor:
             )
         except StaleClaimError:
             log.warning("run %s: finished, but another worker owns it now", run.id)
+        except IllegalTransitionError as exc:
+            # A retry of an end whose commit reached the server before the connection
+            # broke finds the run already ended by us: nothing is lost.
+            log.warning("run %s: end already recorded (%s)", run.id, exc)
+        except DB_ERRORS:
+            log.warning(
+                "run %s ended (%s) but the database is unreachable; recording it on reconnect",
+                run.id,
+                reason,
+            )
+            self.pending_ends[run.id] = functools.partial(
+                self._finish,
+                run,
+                token,
+                status,
+                reason=reason,
+                exit_code=exit_code,
+                sig=sig,
+                output_bytes=output_bytes,
+            )
 
     def _forget(self, tracked: Tracked, *, leftovers: bool) -> None:
         self.tracked.pop(tracked.run.id, None)
@@ -457,11 +590,7 @@ class Supervisor:
         for run_id, tracked in list(self.tracked.items()):
             run = fresh.get(run_id)
             if run is None or run.claim_token != tracked.token:
-                # Fenced out (another worker declared us dead and took over): stop watching.
-                log.warning("run %s is no longer ours; letting go", run_id)
-                self.tracked.pop(run_id, None)
-                if tracked.spawned is not None:
-                    tracked.spawned.close()
+                self._fenced_out(tracked)
                 continue
             tracked.run = run
             if run.kill_requested and tracked.killer_cause != "kill":
@@ -472,6 +601,40 @@ class Supervisor:
             elif run.stop_cause and tracked.killer is None:
                 # Adopted mid-stop: pick the stop up where the dead worker left it.
                 self._begin_stop(tracked, run.stop_cause, self.config.kill_grace_s)
+
+    def _fenced_out(self, tracked: Tracked) -> None:
+        """Another worker took this run from us: a local one adopted it (let go), or
+        another host declared us dead and ended the attempt (stop what we launched)."""
+        run_id = tracked.run.id
+        self.tracked.pop(run_id, None)
+        current = self.store.get_run(run_id)
+        adopted_here = (
+            current.status is Status.RUNNING
+            and current.host == self.store.host
+            and current.attempt == tracked.run.attempt
+        )
+        if adopted_here or tracked.spawned is None:
+            log.warning("run %s is no longer ours; letting go", run_id)
+            if tracked.spawned is not None:
+                tracked.spawned.close()
+            return
+        # This host launched it, so this host may (and alone may) signal it: the attempt
+        # is over in the table and must not run on next to its retry.
+        log.warning(
+            "run %s attempt %s was ended by another host (%s); stopping its processes here",
+            run_id,
+            tracked.run.attempt,
+            current.reason,
+        )
+        TreeKill(self._target_of(tracked.run, tracked.spawned), 0).finish(settle_s=0.5)
+        self._forget(tracked, leftovers=False)
+        self.store.add_event(
+            run_id,
+            "abandoned",
+            f"attempt {tracked.run.attempt} was still running on {self.store.host} after "
+            "being ended elsewhere; its process tree was killed there",
+            actor=f"worker:{self.worker_id}",
+        )
 
     def _enforce_timeouts(self, now: float) -> None:
         for tracked in self.tracked.values():
@@ -555,13 +718,16 @@ class Supervisor:
                     active_at = now
                 tracked.log_size = size
                 self._note_truncation(tracked, size)
+            self._store_tail(tracked, size)
             try:
                 mtime = tracked.heartbeat_path.stat().st_mtime
             except OSError:
                 mtime = tracked.heartbeat_mtime
             if mtime > tracked.heartbeat_mtime:
                 if tracked.heartbeat_mtime > 0:
-                    active_at = max(active_at or 0.0, min(mtime, now))
+                    # The mtime is by this host's clock; `now` may be the server's.
+                    touched = now - max(0.0, time.time() - mtime)
+                    active_at = max(active_at or 0.0, touched)
                 tracked.heartbeat_mtime = mtime
             if active_at is not None:
                 self.store.record_activity(
@@ -585,6 +751,47 @@ class Supervisor:
                 )
             ):
                 tracked.run = _with(run, hung=True)
+
+    def _store_tail(self, tracked: Tracked, size: int, *, final: bool = False) -> None:
+        """Shared stores: keep the run's output tail in the database (at most every
+        `output_tail_s`) for TUIs on hosts that cannot read this host's files."""
+        if not self.store.shared or size < 0 or size == tracked.tail_size:
+            return
+        mono = time.monotonic()
+        if not final and mono - tracked.tail_at < self.config.output_tail_s:
+            return
+        try:
+            with open(tracked.log_path, "rb") as fh:
+                fh.seek(max(0, size - OUTPUT_TAIL_BYTES))
+                tail = fh.read(OUTPUT_TAIL_BYTES)
+        except OSError:
+            return
+        tracked.tail_size, tracked.tail_at = size, mono
+        self.store.record_output_tail(
+            tracked.run.id,
+            tracked.token,
+            attempt=tracked.run.attempt,
+            log_path=str(tracked.log_path),
+            size=size,
+            tail=tail,
+        )
+
+    # -- rescue of dead workers on other hosts (shared stores)
+
+    def rescue(self) -> None:
+        """End the runs of workers on other hosts that stopped heartbeating."""
+        self._last_rescue = time.monotonic()
+        ok_since = self._db_ok_since
+        if ok_since is None or time.monotonic() - ok_since < self.config.rescue_after_s:
+            # After an outage every worker was silent; give the living ones a whole
+            # horizon to heartbeat again before calling anyone dead.
+            return
+        for run in self.store.rescue_dead_workers(
+            self.config.rescue_after_s,
+            rescuer=f"worker:{self.worker_id}",
+            skip_host=self.store.host,
+        ):
+            log.warning("run %s: %s", run.id, run.reason)
 
     # -- recovery
 
