@@ -169,7 +169,9 @@ class MainScreen(Screen[None]):
         self._show_selected(refresh_bindings=before != self.selected_run)
         shown = len(message.rows)
         total = message.result.counts.get("total", 0)
-        table.border_title = f"runs  {shown} of {total}" if message.query else f"runs  {total}"
+        title = f"runs  {shown} of {total}" if message.query else f"runs  {total}"
+        if table.border_title != title:
+            table.border_title = title
 
     def select_when_shown(self, run_id: int) -> None:
         """Select `run_id` as soon as it is in the table (a launch waits for the next poll)."""
@@ -186,18 +188,26 @@ class MainScreen(Screen[None]):
         output = self.query_one(OutputView)
         pids = self.query_one(PidTree)
         poll = self.qq.last_poll
+        # Only touch what changed: each assignment below repaints, and this runs every poll.
         if run is None:
-            output.set_path(None)
-            output.border_title = "output"
-            pids.show_tree(None)
+            path = None
+            output_title: str | Text = "output"
+            tree = None
+            pids_title = "processes"
         else:
-            output.set_path(launch.output_log_path(self.qq.home, run))
+            path = launch.output_log_path(self.qq.home, run)
             # Text, not str: a border title string is markup, and run names are user input.
-            output.border_title = Text(f"output · run {run.id} · {run.name}")
+            output_title = Text(f"output · run {run.id} · {run.name}")
             tree = poll.result.trees.get(run.id) if poll is not None else None
-            pids.show_tree(tree)
             count = tree.count if tree is not None else 0
-            pids.border_title = f"processes · run {run.id} · {count}"
+            pids_title = f"processes · run {run.id} · {count}"
+        if output.path != path:
+            output.set_path(path)
+        if str(output.border_title) != str(output_title):
+            output.border_title = output_title
+        pids.show_tree(tree)
+        if pids.border_title != pids_title:
+            pids.border_title = pids_title
         if refresh_bindings:
             self.refresh_bindings()
 

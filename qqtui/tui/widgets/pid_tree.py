@@ -83,6 +83,11 @@ class PidTree(DataTable[Any]):
 
     def show_tree(self, tree: RunTree | None) -> None:
         """Show `tree` (None: no running process), updating rows in place by pid."""
+        if tree is None and self._tree is None and self._shown_run is None:
+            return  # still nothing to show: leave the widget alone
+        if tree is not None and self._tree is not None and tree.procs == self._tree.procs:
+            self._tree = tree
+            return
         self._tree = tree
         procs = {p.pid: p for p in tree.procs} if tree is not None else {}
         order = [p.pid for p in tree.procs] if tree is not None else []

@@ -281,6 +281,9 @@ class RunTable(DataTable[Any]):
         selected = self._selected
         resort = False
         sort_index = COLUMN_INDEX[self.sort_column]
+        shown = self._rows
+        if len(rows) == len(shown) and all(shown.get(k) is r for k, r in rows.items()):
+            return  # nothing changed: no batch, no repaint (an idle app stays idle)
         with self.app.batch_update():
             for run_id in [r for r in self._rows if r not in rows]:
                 self.remove_row(str(run_id))
