@@ -323,6 +323,44 @@ def _tail_offset(path: str, lines: int) -> int:
     return 0
 
 
+def _remote_output(
+    ctx: Context, run: RunRecord, lines: int | None, follow: bool, emit: Any
+) -> bool:
+    """A run on another host whose log this host cannot read: print the tail its
+    worker keeps in the database (False: there is none, fall back to the file)."""
+    store = ctx.store()
+    stored = store.output_tail(run.id)
+    if stored is None:
+        return False
+    click.echo(
+        f"qqtui: run {run.id} ran on {stored.host}; its full log is there at "
+        f"{stored.log_path} (this is the last {len(stored.tail):,} of {stored.size:,} bytes)",
+        err=True,
+    )
+    data = stored.tail
+    if lines is not None:
+        cut = len(data)
+        for _ in range(lines + (1 if data.endswith(b"\n") else 0)):
+            cut = data.rfind(b"\n", 0, cut)
+            if cut < 0:
+                break
+        data = data[cut + 1 :] if cut >= 0 else data
+    emit(data)
+    shown = stored.size
+    while follow:
+        current = store.get_run(run.id)
+        time.sleep(1.0)  # workers store a run's tail at most once a second
+        newer = store.output_tail(run.id)
+        if newer is not None and newer.size > shown:
+            fresh = newer.size - shown
+            if fresh > len(newer.tail):
+                emit(f"\n[qqtui: {fresh - len(newer.tail):,} bytes not shown]\n".encode())
+            emit(newer.tail[-min(fresh, len(newer.tail)) :])
+            shown = newer.size
+        follow = not current.status.is_final
+    return True
+
+
 @cli.command()
 @click.argument("run_id")
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new output until the run ends.")
@@ -348,6 +386,10 @@ def logs(ctx: Context, run_id: str, follow: bool, tail: int | None) -> None:
             out.write(clean(data.decode("utf-8", errors="replace")).encode())
         out.flush()
 
+    if not os.path.exists(path) and not ctx.settings.is_sqlite:
+        remote = _remote_output(ctx, run, tail, follow, emit)
+        if remote:
+            return
     try:
         offset = _tail_offset(path, tail) if tail is not None else 0
     except FileNotFoundError:

@@ -206,6 +206,33 @@ def test_real_workers_on_four_hosts_run_every_command_exactly_once(
     assert tail.log_path.endswith("output.log") and str(home) in tail.log_path
 
 
+def test_logs_of_a_run_on_another_host_come_from_the_database(
+    tmp_path: Path, pg_url: str, pg_store: Store
+) -> None:
+    home_a, home_b = tmp_path / "host-a-home", tmp_path / "host-b-home"
+    for h in (home_a, home_b):
+        h.mkdir(mode=0o700)
+    workers_a = HostWorkers(home_a, pg_url)
+    try:
+        run = submit_run(pg_store, home_a, ["sh", "-c", "printf 'one\\ntwo\\nthree\\n'"])
+        assert workers_a.start("host-a", "-j", "1", "--until-idle").wait(timeout=60) == 0
+    finally:
+        workers_a.stop_all()
+        kill_home_processes(home_a)
+    env = cli_env(home_b)  # host b has its own home: host a's log file is not there
+    env["QQTUI_DB"] = pg_url
+    proc = subprocess.run(
+        [sys.executable, "-m", "qqtui", "logs", "-n", "2", str(run.id)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "two\nthree\n"
+    assert "ran on host-a" in proc.stderr and str(home_a) in proc.stderr
+
+
 # --- a host's worker dies: rescue after the horizon, never a signal from elsewhere ---------
 
 
