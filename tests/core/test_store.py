@@ -381,7 +381,9 @@ def test_postgres_urls_are_normalised_and_unknown_ones_refused() -> None:
         Store.open("mysql://u@h/db")
 
 
-def test_postgres_store_decides_by_the_servers_clock(backend: str, db_url: str) -> None:
+def test_postgres_store_decides_by_the_servers_clock(
+    backend: str, db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
     if backend != "postgresql":
         pytest.skip("SQLite has one host: its clock is the clock")
     import time
@@ -400,6 +402,7 @@ def test_postgres_store_decides_by_the_servers_clock(backend: str, db_url: str) 
     fast.clock = fast.server_clock
     assert abs(fast.clock() - server_epoch(store.engine)) < 1.0
     assert fast.clock_skew_s is not None and 119 < fast.clock_skew_s < 121
+    assert "clock is +120s off the database server's" in caplog.text  # the worker's log
     # ...and says so on its worker row, where the TUI can show it.
     record = fast.register_worker(worker_id="wf", pid=1, pid_create_time=1.0, boot_id="b")
     assert record.clock_skewed and 119 < (record.clock_skew_s or 0) < 121
