@@ -58,7 +58,10 @@ def queue_demo_runs(settings: Settings) -> list[int]:
                 agent=demo.agent,
                 cwd=str(settings.home),
                 timeout_s=demo.timeout_s,
-                hung_after_s=demo.hung_after_s if demo.hung_after_s else 300.0,
+                hung_after_s=demo.hung_after_s,
+                # The demo agents write only inside their session directories, so they
+                # may share the cwd; otherwise its lease would run them one at a time.
+                shared_workspace=True,
                 actor="demo",
             )
             ids.append(run.id)

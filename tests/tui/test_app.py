@@ -86,6 +86,7 @@ async def test_launch_form_queues_a_run_that_runs_and_shows_its_output(
         runs = await wait_until(pilot, lambda: Snapshot(tui_settings.db_url).runs())
         run = runs[0]  # type: ignore[index]
         assert run.name == "ticker" and run.agent == "tester"
+        assert run.workspace == str(tui_settings.home), "by default a run holds its cwd"
         assert run.argv[0] == sys.executable
         await wait_until(pilot, lambda: status_of(tui_settings, run.id) is Status.RUNNING)
         # The new run is selected and its output streams into the output pane.
@@ -101,6 +102,21 @@ def _row_text(app: QqApp, run_id: int) -> str:
     if run_id not in table.run_ids:
         return ""
     return " ".join(str(getattr(c, "plain", c)) for c in table.get_row(str(run_id)))
+
+
+@pytest.mark.asyncio
+async def test_launch_form_can_share_the_working_dir(
+    tui_settings: Settings, tui_store: Store
+) -> None:
+    app = app_for(tui_settings, tui_store)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("n")
+        await wait_until(pilot, lambda: isinstance(app.screen, LaunchForm))
+        app.screen.query_one("#launch-command").value = "sleep 1"
+        app.screen.query_one("#launch-shared").value = True
+        await pilot.press("ctrl+s")
+        runs = await wait_until(pilot, lambda: Snapshot(tui_settings.db_url).runs())
+        assert runs[0].workspace is None  # type: ignore[index]
 
 
 @pytest.mark.asyncio

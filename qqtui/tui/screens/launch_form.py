@@ -13,7 +13,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, Select
+from textual.widgets import Button, Checkbox, Input, Label, Select
 
 from qqtui.core.launch import DEFAULT_HUNG_AFTER_S
 from qqtui.core.records import QqError
@@ -31,6 +31,7 @@ class LaunchRequest:
     timeout_s: float | None
     hung_after_s: float
     session_id: str | None
+    shared_workspace: bool = False
 
 
 def parse_seconds(text: str, *, required: bool) -> float | None:
@@ -89,6 +90,11 @@ class LaunchForm(ModalScreen[LaunchRequest | None]):
                     id="launch-session",
                 )
                 yield Label("", id="launch-session-error", classes="field-error")
+                yield Checkbox(
+                    "Share the working dir with other runs (by default a run holds it alone)",
+                    value=False,
+                    id="launch-shared",
+                )
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Launch (ctrl+s)", variant="success", id="launch-submit")
                 yield Button("Cancel (esc)", id="launch-cancel")
@@ -179,6 +185,7 @@ class LaunchForm(ModalScreen[LaunchRequest | None]):
             timeout_s=timeout,
             hung_after_s=hung,
             session_id=session_id,
+            shared_workspace=self.query_one("#launch-shared", Checkbox).value,
         )
 
     @on(Input.Submitted)

@@ -248,6 +248,7 @@ class MainScreen(Screen[None]):
                 timeout_s=request.timeout_s,
                 hung_after_s=request.hung_after_s,
                 session_id=request.session_id,
+                shared_workspace=request.shared_workspace,
                 actor="tui",
             )
             return IntentOutcome(
