@@ -157,7 +157,7 @@ class QqApp(App[int]):
         run = alert.run
         detail = f" ({run.reason})" if run.reason and alert.kind != "hung" else ""
         self.notify(
-            f"Run {run.id} {run.name} {text}{detail}",
+            f"{run.name or ' '.join(run.argv)} {text}{detail}",
             title=f"Run {run.id}",
             severity=severity,  # type: ignore[arg-type]
             timeout=8,

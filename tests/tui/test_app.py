@@ -357,6 +357,11 @@ async def test_follow_search_help_sessions_and_quit(
         )
         session_output = app.screen.query_one(OutputView)
         await wait_until(pilot, lambda: session_output.line_count == 501)
+        # The agent keeps writing: the open view picks up its new history.
+        (session_dir / "history.json").write_text(
+            json.dumps([{"role": "assistant", "content": [{"type": "text", "text": "done!"}]}])
+        )
+        await wait_until(pilot, lambda: "done!" in _screen_text(app), what="history refresh")
         # A half-written history file: a clear inline error, no crash.
         (session_dir / "history.json").write_text('{"messages": [{"role": "us')
         await pilot.press("escape")

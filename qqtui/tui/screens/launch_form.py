@@ -114,6 +114,8 @@ class LaunchForm(ModalScreen[LaunchRequest | None]):
         self.app.call_from_thread(self._show_sessions, found)
 
     def _show_sessions(self, found: list[SessionInfo]) -> None:
+        if not self.is_attached:
+            return  # the form was closed while the sessions were read
         select: Select[str] = self.query_one("#launch-session", Select)
         options = [("New session", NEW_SESSION)]
         options += [(f"{s.agent} · {s.session_id}", s.session_id) for s in found[:200]]

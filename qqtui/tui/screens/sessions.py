@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from qqtui.tui.app import QqApp
 
 HISTORY_FILE = "history.json"
+REFRESH_S = 2.0
 ROLE_STYLES = {"user": "bold cyan", "assistant": "bold green", "system": "bold magenta"}
 
 
@@ -126,6 +127,8 @@ class SessionsScreen(Screen[None]):
         self.app.call_from_thread(self._show, rows)
 
     def _show(self, rows: list[SessionRow]) -> None:
+        if not self.is_attached:
+            return  # closed while the read was in flight
         self.rows = rows
         table = self.query_one("#sessions", DataTable)
         now = self.qq.clock()
@@ -259,6 +262,7 @@ class SessionScreen(Screen[None]):
     def __init__(self, info: SessionInfo) -> None:
         super().__init__()
         self.info = info
+        self._logs: list[tuple[int, Path]] | None = None
 
     @property
     def qq(self) -> QqApp:
@@ -287,16 +291,24 @@ class SessionScreen(Screen[None]):
         self.app.call_from_thread(self._show, logs, history)
 
     def _show(self, logs: list[tuple[int, Path]], history: RenderableType) -> None:
+        if not self.is_attached:
+            return  # closed while the read was in flight
         self.query_one("#session-history-body", Static).update(history)
-        runs = self.query_one("#session-runs", OptionList)
-        runs.clear_options()
-        for run_id, path in logs:
-            runs.add_option(Option(f"run {run_id}  ·  {OUTPUT_LOG}", id=str(path)))
-        if logs:
-            runs.highlighted = 0
-            self.query_one("#session-output", OutputView).set_path(logs[0][1])
-        else:
-            runs.add_option(Option("no runs yet", disabled=True))
+        if logs != self._logs:
+            # A resumed or new run adds a log: rebuild the list, keep the one shown.
+            self._logs = logs
+            runs = self.query_one("#session-runs", OptionList)
+            shown = self.query_one("#session-output", OutputView).path
+            runs.clear_options()
+            for run_id, path in logs:
+                runs.add_option(Option(f"run {run_id}  ·  {OUTPUT_LOG}", id=str(path)))
+            if not logs:
+                runs.add_option(Option("no runs yet", disabled=True))
+            else:
+                paths = [path for _, path in logs]
+                runs.highlighted = paths.index(shown) if shown in paths else 0
+        # The agent may still be writing its history: read it again shortly.
+        self.set_timer(REFRESH_S, self._load)
 
     @on(OptionList.OptionHighlighted, "#session-runs")
     def _on_run_highlighted(self, event: OptionList.OptionHighlighted) -> None:
