@@ -11,9 +11,12 @@ QQTUI_PG_RESTART=1), where nothing else is using it.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
+import select
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -24,11 +27,12 @@ from pathlib import Path
 
 import psutil
 import pytest
-from sqlalchemy import text
+from sqlalchemy import make_url, text
 
 from qqtui.core.launch import submit_run
 from qqtui.core.records import Status
 from qqtui.core.store import Store
+from qqtui.core.supervisor import DB_ERRORS, Supervisor, SupervisorConfig
 
 from ..conftest import cli_env, kill_home_processes, wait_for
 from .pgserver import fresh_schema, require_pg
@@ -187,7 +191,11 @@ def test_real_workers_on_four_hosts_run_every_command_exactly_once(
     sid = None
     for _ in range(WORKER_RUNS):
         run = submit_run(
-            pg_store, home, ["sh", "-c", f'echo "$QQ_RUN_ID" >> {ledger}'], session_id=sid
+            pg_store,
+            home,
+            ["sh", "-c", f'echo "$QQ_RUN_ID" >> {ledger}'],
+            session_id=sid,
+            shared_workspace=True,  # one directory, all in parallel
         )
         sid = run.session_id
     procs = [
@@ -249,13 +257,15 @@ def test_dead_hosts_runs_are_rescued_after_the_horizon_and_never_signalled_by_an
 ) -> None:
     horizon = 6.0  # vs a 2 s heartbeat: a loaded CI machine must not look dead
     host_c = hosts.start("host-c", "-j", "1", "--rescue-after", str(horizon))
+    # These share one directory (the test's) and must run at once, on any host.
+    shared = {"shared_workspace": True}
     talker = submit_run(
-        pg_store, home, ["sh", "-c", "echo hello-from-c; exec sleep 60"], name="talker"
+        pg_store, home, ["sh", "-c", "echo hello-from-c; exec sleep 60"], name="talker", **shared
     )
     got = wait_for(lambda: (r := pg_store.get_run(talker.id)).pid and r.host == "host-c" and r, 30)
     assert got
-    doomed = submit_run(pg_store, home, ["sleep", "60"], name="doomed")
-    retried = submit_run(pg_store, home, ["sleep", "60"], name="retried", retries=1)
+    doomed = submit_run(pg_store, home, ["sleep", "60"], name="doomed", **shared)
+    retried = submit_run(pg_store, home, ["sleep", "60"], name="retried", retries=1, **shared)
     with pg_store.engine.begin() as conn:  # --retry-lost, as `qqtui add` sets it
         conn.execute(text(f"UPDATE runs SET retry_on_lost = true WHERE id = {retried.id}"))
     host_a = hosts.start("host-a", "-j", "2", "--rescue-after", str(horizon))
@@ -309,6 +319,97 @@ def test_dead_hosts_runs_are_rescued_after_the_horizon_and_never_signalled_by_an
     assert host_b.poll() is None and host_c.poll() is None
 
 
+# --- the database goes away between a run's end and its recording ------------------------
+
+
+class CuttableProxy:
+    """A TCP relay in front of the real server whose connections can be cut, to take
+    the database away from one in-process worker without disturbing anyone else."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.up = True
+        self.conns: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            if not self.up:
+                client.close()  # the client sees the server close on it: unreachable
+                continue
+            upstream = socket.create_connection(self.target)
+            self.conns += [client, upstream]
+            for src, dst in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        for sock in (src, dst):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def cut(self) -> None:
+        self.up = False
+        for sock in self.conns:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        self.conns = []
+
+    def close(self) -> None:
+        self.cut()
+        self.listener.close()
+
+
+def test_an_end_that_cannot_be_written_waits_in_memory_and_is_applied_on_reconnect(
+    home: Path, pg_url: str, pg_store: Store
+) -> None:
+    real = make_url(pg_url)
+    proxy = CuttableProxy(real.host or "127.0.0.1", real.port or 5432)
+    proxied = real.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    sup = Supervisor(
+        Store.open(proxied, host="host-p", actor="worker"),
+        home,
+        SupervisorConfig(concurrency=1, poll_s=0.05),
+    )
+    try:
+        sup.start()
+        run = submit_run(pg_store, home, ["/nonexistent/qqtui-test-command"])
+        sup.tick()  # claims it and starts its shim, which will report the start error
+        tracked = sup.tracked[run.id]
+        assert tracked.spawned is not None
+        ready, _, _ = select.select([tracked.spawned.report_fd], [], [], 10)
+        assert ready, "the shim never answered"
+        proxy.cut()
+        with pytest.raises(DB_ERRORS):
+            sup.tick()  # records nothing: the end waits in memory
+        assert run.id in sup.pending_ends and run.id not in sup.tracked
+        assert pg_store.get_run(run.id).status is Status.RUNNING
+        proxy.up = True
+        sup.tick()
+        assert sup.pending_ends == {}
+        done = pg_store.get_run(run.id)
+        assert done.status is Status.FAILED and "qqtui-test-command" in (done.reason or "")
+        moves = [(e.from_status, e.to_status) for e in pg_store.events(run.id) if e.to_status]
+        assert moves == [(None, "queued"), ("queued", "running"), ("running", "failed")]
+    finally:
+        proxy.up = True
+        with contextlib.suppress(Exception):
+            sup.shutdown()
+        proxy.close()
+        sup.store.close()
+
+
 # --- the server restarts mid-run -----------------------------------------------------------
 
 
@@ -338,7 +439,10 @@ def test_server_restart_mid_run_loses_nothing(
     ledger = tmp_path / "ledger.txt"
     ids = [
         submit_run(
-            pg_store, home, ["sh", "-c", f'sleep 1; echo "$QQ_RUN_ID" >> {ledger}; sleep 1']
+            pg_store,
+            home,
+            ["sh", "-c", f'sleep 1; echo "$QQ_RUN_ID" >> {ledger}; sleep 1'],
+            shared_workspace=True,
         ).id
         for _ in range(12)
     ]
