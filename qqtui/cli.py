@@ -147,6 +147,36 @@ def cli(ctx: click.Context, home: str | None, db: str | None) -> None:
 @click.option(
     "--env", "env_pairs", multiple=True, metavar="K=V", help="Extra environment (repeat)."
 )
+@click.option(
+    "--shared-workspace",
+    is_flag=True,
+    help="Let this run share its cwd with other runs (by default runs in one "
+    "directory run one at a time).",
+)
+@click.option(
+    "--lock",
+    "locks",
+    multiple=True,
+    metavar="NAME",
+    help="Never run together with another run holding NAME (repeat).",
+)
+@click.option(
+    "--paths",
+    multiple=True,
+    metavar="GLOB",
+    help="Files this run writes, relative to its cwd (repeat); runs whose globs can "
+    "overlap never run together. Replaces the whole-directory lease.",
+)
+@click.option(
+    "--worktree",
+    is_flag=True,
+    help="Run in a new git worktree <home>/workspaces/<id> on branch qqtui/<id>.",
+)
+@click.option("--repo", metavar="PATH", help="With --worktree: the repository (default: cwd's).")
+@click.option("--ref", metavar="REF", help="With --worktree: start from REF (default HEAD).")
+@click.option(
+    "--keep-worktree", is_flag=True, help="With --worktree: keep it even when the run succeeds."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the run as JSON.")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @pass_ctx
@@ -161,10 +191,21 @@ def add(
     retry_lost: bool,
     session_id: str | None,
     env_pairs: Sequence[str],
+    shared_workspace: bool,
+    locks: Sequence[str],
+    paths: Sequence[str],
+    worktree: bool,
+    repo: str | None,
+    ref: str | None,
+    keep_worktree: bool,
     as_json: bool,
     command: Sequence[str],
 ) -> None:
-    """Queue a command: qqtui add [OPTIONS] -- CMD [ARG...]"""
+    """Queue a command: qqtui add [OPTIONS] -- CMD [ARG...]
+
+    Runs whose cwd is the same directory run one at a time unless --shared-workspace
+    (or --paths) is given; --worktree gives a run a private checkout instead.
+    """
     from qqtui.core.launch import parse_env_pairs, submit_run
 
     if not command and agent == "default":
@@ -183,6 +224,13 @@ def add(
         session_id=session_id,
         env=env,
         retry_on_lost=retry_lost,
+        shared_workspace=shared_workspace,
+        locks=locks,
+        paths=paths,
+        worktree=worktree,
+        repo=repo,
+        ref=ref,
+        keep_worktree=keep_worktree,
     )
     if as_json:
         print_json(run_json(run))
@@ -256,11 +304,17 @@ def show(ctx: Context, run_id: str, as_json: bool) -> None:
 
     run = _get_run(ctx, run_id)
     events = ctx.snapshot().events(run.id)
+    from qqtui.core.leases import LeaseSet
+    from qqtui.core.sessions import artifacts_dir, list_artifacts
+
     session_path, run_dir = run_paths(ctx.settings.home, run)
+    artifacts = list_artifacts(session_path, run.id)
     if as_json:
         data = run_json(run)
         data["session_dir"] = str(session_path)
         data["log"] = str(run_dir / "output.log")
+        data["artifacts_dir"] = str(artifacts_dir(session_path, run.id))
+        data["artifacts"] = [{"name": n, "size": size} for n, size in artifacts]
         data["events"] = [e.to_json() for e in events]
         print_json(data)
         return
@@ -282,11 +336,18 @@ def show(ctx: Context, run_id: str, as_json: bool) -> None:
         ("hung after", f"{run.hung_after_s:g}s"),
         ("exit", run.exit_code if run.exit_code is not None else "-"),
         ("reason", outcome(run) or "-"),
+        ("holds", LeaseSet.of_row(run.to_json()).describe() or "- (shared workspace)"),
     ]
+    if run.worktree:
+        kept = " (kept on success)" if run.keep_worktree else ""
+        fields.append(("worktree", f"{run.worktree}{kept}"))
+        fields.append(("branch", f"{run.worktree_branch} in {run.worktree_repo}"))
+    fields.append(("artifacts", artifacts_dir(session_path, run.id)))
+    fields += [("", f"{name}  {human_size(size)}") for name, size in artifacts]
     if run.env:
         fields.append(("env", " ".join(f"{k}={v}" for k, v in sorted(run.env.items()))))
     for key, value in fields:
-        click.echo(f"{key:>12}: {value}")
+        click.echo(f"{key:>12}: {value}" if key else f"{'':>14}{value}")
     click.echo("      events:")
     for e in events:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e.at))
@@ -609,6 +670,64 @@ def sessions_cmd(ctx: Context, agent: str | None, as_json: bool) -> None:
             f"{(r['last_status'] or '-'):<10} {human_size(r['size_bytes']):>9}  "
             f"{human_duration(now - r['created_at']) if r['created_at'] else '-'}"
         )
+
+
+@cli.group("worktrees", invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@click.pass_context
+def worktrees_cmd(click_ctx: click.Context, as_json: bool) -> None:
+    """List the git worktrees of --worktree runs (see also: worktrees clean)."""
+    if click_ctx.invoked_subcommand is not None:
+        return
+    from qqtui.core.workspaces import list_worktrees
+
+    ctx: Context = click_ctx.obj
+    infos = list_worktrees(ctx.snapshot().runs())
+    if as_json:
+        print_json([w.to_json() for w in infos])
+        return
+    if not infos:
+        click.echo("no worktrees", err=True)
+        return
+    click.echo(f"{'RUN':>5}  {'STATUS':<10} {'STATE':<8} {'SIZE':>9}  {'BRANCH':<16} PATH")
+    for w in infos:
+        size = human_size(w.size) if w.state != "removed" else "-"
+        click.echo(f"{w.run_id:>5}  {w.status:<10} {w.state:<8} {size:>9}  {w.branch:<16} {w.path}")
+
+
+@worktrees_cmd.command("clean")
+@click.option(
+    "--finished",
+    "mode",
+    flag_value="finished",
+    default=True,
+    help="Remove clean worktrees of finished runs; delete their branches if merged (default).",
+)
+@click.option(
+    "--all",
+    "mode",
+    flag_value="all",
+    help="Also discard uncommitted changes and delete unmerged branches.",
+)
+@pass_ctx
+def worktrees_clean(ctx: Context, mode: str) -> None:
+    """Remove worktrees of finished runs and prune git's records of them.
+
+    Worktrees of queued or running runs are never touched. Branches (qqtui/<id>)
+    outlive their worktrees; clean deletes them once merged into the repository's
+    HEAD, or with --all, merged or not.
+    """
+    from qqtui.core.workspaces import clean_worktrees
+
+    result = clean_worktrees(ctx.snapshot().runs(), everything=mode == "all")
+    for path in result.removed:
+        click.echo(f"removed {path}")
+    for branch in result.deleted_branches:
+        click.echo(f"deleted branch {branch}")
+    for line in result.kept:
+        click.echo(f"kept {line}", err=True)
+    if not (result.removed or result.deleted_branches or result.kept):
+        click.echo("nothing to clean", err=True)
 
 
 def human_size(n: int) -> str:

@@ -24,6 +24,8 @@ PG_POOL_OVERFLOW = 8
 PG_CONNECT_TIMEOUT_S = 5  # a dead server must not hang a CLI command for minutes
 # Any constant both sides agree on: serialises concurrent first-time schema creation.
 PG_SCHEMA_LOCK_KEY = 0x71717475  # "qqtu"
+# Serialises claims of runs with leases (see store.claim_runs) across every worker.
+PG_LEASE_LOCK_KEY = 0x71716C65  # "qqle"
 
 
 class StoreError(QqError):
@@ -159,6 +161,18 @@ def lock_schema(conn: Connection) -> None:
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_SCHEMA_LOCK_KEY})
 
 
+def lock_lease_claims(conn: Connection) -> None:
+    """Serialise claims that compare leases, until this transaction ends.
+
+    SQLite needs nothing: every write transaction is BEGIN IMMEDIATE, one at a time.
+    PostgreSQL: without this, two workers could each see the other's candidate as
+    not yet running and start two conflicting runs. Claims of runs without leases
+    never take it, so they stay as concurrent as before.
+    """
+    if is_postgres(conn):
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_LEASE_LOCK_KEY})
+
+
 def server_epoch(engine: Engine) -> float:
     """The PostgreSQL server's wall clock now, as a Unix timestamp."""
     with engine.connect() as conn:
@@ -168,8 +182,17 @@ def server_epoch(engine: Engine) -> float:
         )
 
 
-def claim_statement(dialect_name: str, limit: int, now: float, values: dict[str, Any]) -> Update:
+def claim_statement(
+    dialect_name: str,
+    limit: int,
+    now: float,
+    values: dict[str, Any],
+    *,
+    unleased_only: bool = False,
+) -> Update:
     """UPDATE ... RETURNING that moves up to `limit` due queued runs to running.
+
+    `unleased_only` leaves runs with leases to the lease-aware claim in the store.
 
     SQLite: the surrounding BEGIN IMMEDIATE already serialises writers, so a plain
     `id IN (subquery)` is exactly once.
@@ -185,6 +208,8 @@ def claim_statement(dialect_name: str, limit: int, now: float, values: dict[str,
         runs_table.c.status == str(Status.QUEUED),
         or_(runs_table.c.not_before.is_(None), runs_table.c.not_before <= now),
     ]
+    if unleased_only:
+        due_filter.append(runs_table.c.leased.is_(False))
     if dialect_name == "postgresql":
         due = (
             select(runs_table.c.id)

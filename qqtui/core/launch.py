@@ -9,15 +9,27 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from qqtui.core import sessions, wakeup
+from qqtui.core import sessions, wakeup, workspaces
+from qqtui.core.leases import lease_set_for
 from qqtui.core.records import QqError, RunRecord
 from qqtui.core.store import Store
 
 ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 RESERVED_ENV = frozenset(
-    {"QQ_HOME", "QQ_SESSION_ID", "QQ_SESSION_DIR", "QQ_RUN_ID", "QQ_HEARTBEAT_FILE", "QQ_ATTEMPT"}
+    {
+        "QQ_HOME",
+        "QQ_SESSION_ID",
+        "QQ_SESSION_DIR",
+        "QQ_RUN_ID",
+        "QQ_HEARTBEAT_FILE",
+        "QQ_ATTEMPT",
+        "QQ_ARTIFACTS_DIR",
+    }
 )
 DEFAULT_HUNG_AFTER_S = 300.0
+# A run whose worktree is being created is held this long at most: if the submitting
+# process dies meanwhile, the run becomes due and fails at spawn with a clear reason.
+WORKTREE_HOLD_S = 300.0
 
 
 def parse_env_pairs(pairs: Sequence[str]) -> dict[str, str]:
@@ -80,12 +92,26 @@ def submit_run(
     actor: str = "cli",
     retry_on_lost: bool = False,
     use_profile: bool = True,
+    shared_workspace: bool = False,
+    locks: Sequence[str] = (),
+    paths: Sequence[str] = (),
+    worktree: bool = False,
+    repo: str | None = None,
+    ref: str | None = None,
+    keep_worktree: bool = False,
+    worktree_of: RunRecord | None = None,
 ) -> RunRecord:
     """Validate, create (or reuse) the session directory, queue the run, wake workers.
 
     With `use_profile`, the agent's profile from `<home>/config.toml` shapes the run:
     its command template wraps `argv`, and its timeout, hung threshold and env are
     the defaults that explicit values override.
+
+    Leases (leases.py): the run holds its cwd's directory unless `shared_workspace`
+    or `paths` (which narrow the claim to those globs), plus each of `locks`.
+    `worktree`: the run gets its own git worktree of `repo` (default: the cwd's
+    repository) at `ref` as its cwd; `worktree_of` reuses an earlier run's worktree
+    (resume). Every check happens before the run is queued.
     """
     from qqtui.core.profiles import profile_for
 
@@ -107,11 +133,17 @@ def submit_run(
         env = {**profile.env, **(env or {})}
     if hung_after_s is None:
         hung_after_s = DEFAULT_HUNG_AFTER_S
+    if worktree_of is not None:
+        cwd, keep_worktree = _reattach(worktree_of), worktree_of.keep_worktree
     _validate(argv, cwd, timeout_s, hung_after_s, retries)
+    if not worktree and (repo or ref or keep_worktree) and worktree_of is None:
+        raise QqError("--repo, --ref and --keep-worktree only apply with --worktree")
+    source = workspaces.resolve_source(repo, ref, cwd) if worktree else None
+    leases = lease_set_for(cwd, shared_workspace=shared_workspace, locks=locks, paths=paths)
     session_path = sessions.create_session_dir(home, agent, sid)
     run = store.add_run(
         argv=list(argv),
-        cwd=cwd,
+        cwd=source.repo if source else cwd,
         session_id=sid,
         name=name or os.path.basename(argv[0]),
         agent=agent,
@@ -121,10 +153,62 @@ def submit_run(
         max_retries=retries,
         retry_on_lost=retry_on_lost,
         actor=actor,
+        leases=None if source else leases,
+        worktree=worktree_of.worktree if worktree_of else None,
+        worktree_repo=worktree_of.worktree_repo if worktree_of else None,
+        worktree_branch=worktree_of.worktree_branch if worktree_of else None,
+        keep_worktree=keep_worktree,
+        hold_reason="preparing its git worktree" if source else None,
+        hold_s=WORKTREE_HOLD_S,
     )
+    if source is not None:
+        run = _prepare_worktree(
+            store, home, run, source, shared_workspace=shared_workspace, locks=locks, paths=paths
+        )
     _record_in_meta(session_path, run)
     wake_workers(store)
     return run
+
+
+def _prepare_worktree(
+    store: Store,
+    home: Path,
+    run: RunRecord,
+    source: workspaces.WorktreeSource,
+    *,
+    shared_workspace: bool,
+    locks: Sequence[str],
+    paths: Sequence[str],
+) -> RunRecord:
+    """Create the held run's worktree now that its id is known, then release it; on
+    any failure the run is deleted again, so nothing half-made is left queued."""
+    path = workspaces.worktree_path(home, run.id)
+    branch = workspaces.branch_name(run.id)
+    try:
+        workspaces.create_worktree(source, path, branch)
+        # Globs and the workspace key are relative to the worktree, the run's cwd.
+        leases = lease_set_for(
+            str(path), shared_workspace=shared_workspace, locks=locks, paths=paths
+        )
+        return store.release_run(
+            run.id,
+            cwd=str(path),
+            leases=leases,
+            worktree=str(path),
+            worktree_repo=source.repo,
+            worktree_branch=branch,
+        )
+    except BaseException:
+        store.discard_run(run.id)
+        raise
+
+
+def _reattach(last: RunRecord) -> str:
+    """The worktree a resumed run works in (the session's), checked out again if a
+    success removed it; its path is the cwd."""
+    assert last.worktree and last.worktree_repo and last.worktree_branch
+    workspaces.reattach_worktree(last.worktree_repo, Path(last.worktree), last.worktree_branch)
+    return last.worktree
 
 
 def _existing_session_agent(home: Path, session_id: str) -> str | None:
@@ -155,6 +239,7 @@ def resume_session(
         last_argv = list(meta.get("last_argv") or [])
     profile = profile_for(home, info.agent)
     command = profile.build_resume(session_id, last_argv, home=home, args=list(args or ()))
+    # The resumed run keeps what the session declared: its leases and its worktree.
     return submit_run(
         store,
         home,
@@ -169,6 +254,10 @@ def resume_session(
         env={**profile.env, **(last.env if last else {})},
         actor=actor,
         use_profile=False,
+        shared_workspace=bool(last) and last.workspace is None and not last.paths,
+        locks=last.locks if last else (),
+        paths=last.paths if last else (),
+        worktree_of=last if last is not None and last.worktree else None,
     )
 
 

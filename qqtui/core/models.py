@@ -6,7 +6,8 @@ from sqlalchemy import JSON, Column, Index, LargeBinary, Text
 from sqlmodel import Field, SQLModel
 
 # 2: runs.retry_on_lost, workers.clock_skew_s, the run_outputs table (multi-host mode).
-SCHEMA_VERSION = 2
+# 3: runs.workspace, locks, paths, leased (conflict-aware claim) and the worktree columns.
+SCHEMA_VERSION = 3
 
 
 class RunRow(SQLModel, table=True):
@@ -57,6 +58,18 @@ class RunRow(SQLModel, table=True):
     stop_cause: str | None = None
     output_bytes: int = 0
     version: int = 1
+    # Leases held while running (see leases.py): the real path of the cwd (None with
+    # --shared-workspace or --paths), lock names, absolute path globs. `leased` says
+    # whether any is set, so the claim can keep its one-statement path for the rest.
+    workspace: str | None = Field(default=None, sa_column=Column(Text))
+    locks: list[str] | None = Field(default=None, sa_column=Column(JSON))
+    paths: list[str] | None = Field(default=None, sa_column=Column(JSON))
+    leased: bool = False
+    # A run in its own git worktree (workspaces.py): the worktree is its cwd.
+    worktree: str | None = Field(default=None, sa_column=Column(Text))
+    worktree_repo: str | None = Field(default=None, sa_column=Column(Text))
+    worktree_branch: str | None = None
+    keep_worktree: bool = False
 
 
 class EventRow(SQLModel, table=True):

@@ -92,9 +92,10 @@ class RunEnvironment:
     session_dir: Path
     heartbeat_file: Path
     attempt: int = 1
+    artifacts_dir: Path | None = None  # run-scoped outputs (reports, patches, logs)
 
     def variables(self) -> dict[str, str]:
-        return {
+        variables = {
             "QQ_HOME": str(self.home),
             "QQ_SESSION_ID": self.session_id,
             "QQ_SESSION_DIR": str(self.session_dir),
@@ -102,6 +103,9 @@ class RunEnvironment:
             "QQ_HEARTBEAT_FILE": str(self.heartbeat_file),
             "QQ_ATTEMPT": str(self.attempt),
         }
+        if self.artifacts_dir is not None:
+            variables["QQ_ARTIFACTS_DIR"] = str(self.artifacts_dir)
+        return variables
 
 
 @dataclass(slots=True)

@@ -90,6 +90,20 @@ def transition_allowed(old: Status | None, new: Status) -> bool:
     return new in TRANSITIONS[old]
 
 
+# Columns of schema 3, defaulted when a read-only snapshot meets a not yet migrated
+# file (`qqtui ls` never migrates; the first store open does).
+_ADDED_IN_V3: dict[str, Any] = {
+    "workspace": None,
+    "locks": None,
+    "paths": None,
+    "leased": False,
+    "worktree": None,
+    "worktree_repo": None,
+    "worktree_branch": None,
+    "keep_worktree": False,
+}
+
+
 def _decode_json(value: Any, default: Any) -> Any:
     if value is None:
         return default
@@ -139,15 +153,36 @@ class RunRecord:
     stop_cause: str | None
     output_bytes: int
     version: int
+    workspace: str | None  # the directory it leases while running (None: shared)
+    locks: tuple[str, ...]  # declared lock names
+    paths: tuple[str, ...]  # declared path globs, absolute
+    leased: bool  # holds any of the three (the claim checks conflicts for it)
+    worktree: str | None  # its own git worktree (also its cwd)
+    worktree_repo: str | None  # the repository the worktree belongs to
+    worktree_branch: str | None
+    keep_worktree: bool
 
     @classmethod
     def from_row(cls, row: Any) -> RunRecord:
         """Build from a mapping of column values (SQLAlchemy row, sqlite3.Row or dict)."""
-        data = {f.name: row[f.name] for f in dataclasses.fields(cls)}
+        keys = set(row.keys())
+        data = {
+            f.name: row[f.name] if f.name in keys else _ADDED_IN_V3[f.name]
+            for f in dataclasses.fields(cls)
+        }
         data["argv"] = tuple(_decode_json(data["argv"], []))
         data["env"] = dict(_decode_json(data["env"], {}))
+        data["locks"] = tuple(_decode_json(data["locks"], []))
+        data["paths"] = tuple(_decode_json(data["paths"], []))
         data["status"] = Status(data["status"])
-        for flag in ("hung", "cancel_requested", "kill_requested", "retry_on_lost"):
+        for flag in (
+            "hung",
+            "cancel_requested",
+            "kill_requested",
+            "retry_on_lost",
+            "leased",
+            "keep_worktree",
+        ):
             data[flag] = bool(data[flag])
         return cls(**data)
 
@@ -164,6 +199,8 @@ class RunRecord:
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["argv"] = list(self.argv)
+        data["locks"] = list(self.locks)
+        data["paths"] = list(self.paths)
         data["status"] = str(self.status)
         data.pop("claim_token")
         return data

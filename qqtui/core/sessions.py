@@ -31,6 +31,7 @@ OUTPUT_LOG = "output.log"
 HEARTBEAT_FILE = "heartbeat"
 STATUS_FILE = "status.json"
 META_FILE = "meta.json"
+ARTIFACTS_DIR = "artifacts"
 
 
 class SessionError(QqError):
@@ -118,6 +119,28 @@ def run_dir(session_path: Path, run_id: int) -> Path:
 def create_run_dir(session_path: Path, run_id: int) -> Path:
     ensure_private_dir(session_path / "runs")
     return ensure_private_dir(run_dir(session_path, run_id))
+
+
+def artifacts_dir(session_path: Path, run_id: int) -> Path:
+    """Where a run keeps its own outputs (`QQ_ARTIFACTS_DIR`): never shared with
+    another run, so parallel runs cannot overwrite each other's reports."""
+    return run_dir(session_path, run_id) / ARTIFACTS_DIR
+
+
+def list_artifacts(session_path: Path, run_id: int) -> list[tuple[str, int]]:
+    """(relative name, size) of every file a run left in its artifacts directory."""
+    root = artifacts_dir(session_path, run_id)
+    out: list[tuple[str, int]] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames):
+            full = Path(dirpath) / name
+            try:
+                st = full.lstat()
+            except OSError:
+                continue
+            out.append((str(full.relative_to(root)), st.st_size))
+    return out
 
 
 def _refuse_symlink(path: Path) -> None:

@@ -36,11 +36,13 @@ from qqtui.core.dialects import (
     claim_statement,
     forget_engine,
     is_postgres,
+    lock_lease_claims,
     lock_schema,
     make_engine,
     normalize_db_url,
     server_epoch,
 )
+from qqtui.core.leases import LeaseSet, admit
 from qqtui.core.models import (
     SCHEMA_VERSION,
     events_table,
@@ -67,6 +69,9 @@ from qqtui.core.records import (
 __all__ = ["MAX_RACE_RETRIES", "OUTPUT_TAIL_BYTES", "Store", "StoreError", "make_engine"]
 
 MAX_RACE_RETRIES = 3
+# How far down the due queue one claim looks for runs whose leases are free: a run
+# further back waits until the runs ahead of it start or end.
+LEASE_SCAN_LIMIT = 1000
 OUTPUT_TAIL_BYTES = 64 * 1024  # what a TUI on another host can show of a remote run
 
 # Fields reset when an attempt ends and the run goes back to the queue.
@@ -151,9 +156,14 @@ class Store:
                     found = conn.execute(
                         select(meta_table.c.value).where(meta_table.c.key == "schema_version")
                     ).scalar_one_or_none()
+                migrated = found
                 if found == "1":
                     _migrate_1_to_2(conn)
                     found = "2"
+                if found == "2":
+                    _migrate_2_to_3(conn)
+                    found = "3"
+                if found != migrated:
                     conn.execute(
                         update(meta_table)
                         .where(meta_table.c.key == "schema_version")
@@ -295,10 +305,24 @@ class Store:
         max_retries: int = 0,
         retry_on_lost: bool = False,
         actor: str | None = None,
+        leases: LeaseSet | None = None,
+        worktree: str | None = None,
+        worktree_repo: str | None = None,
+        worktree_branch: str | None = None,
+        keep_worktree: bool = False,
+        hold_reason: str | None = None,
+        hold_s: float = 0.0,
     ) -> RunRecord:
-        """Insert a queued run and its creation event in one transaction."""
+        """Insert a queued run and its creation event in one transaction.
+
+        With `hold_reason` the run is not claimable for `hold_s` seconds (or until
+        `release_run`): the caller still prepares something the run needs (its
+        worktree). If the caller dies meanwhile the hold lapses and the run fails at
+        spawn with a clear reason instead of waiting forever.
+        """
         if not argv:
             raise QqError("empty command: give the command after --")
+        leases = leases or LeaseSet()
         now = self.clock()
         with self._write() as conn:
             row = (
@@ -323,6 +347,16 @@ class Store:
                         cancel_requested=False,
                         kill_requested=False,
                         output_bytes=0,
+                        workspace=leases.workspace,
+                        locks=sorted(leases.locks),
+                        paths=list(leases.paths),
+                        leased=not leases.empty,
+                        worktree=worktree,
+                        worktree_repo=worktree_repo,
+                        worktree_branch=worktree_branch,
+                        keep_worktree=keep_worktree,
+                        not_before=now + hold_s if hold_reason else None,
+                        reason=hold_reason,
                     )
                     .returning(runs_table)
                 )
@@ -340,51 +374,183 @@ class Store:
             )
         return RunRecord.from_row(row)
 
+    def release_run(
+        self,
+        run_id: int,
+        *,
+        cwd: str | None = None,
+        leases: LeaseSet | None = None,
+        worktree: str | None = None,
+        worktree_repo: str | None = None,
+        worktree_branch: str | None = None,
+    ) -> RunRecord:
+        """Make a held run (see `add_run`) claimable now, with what its preparation
+        settled (its worktree as cwd, and the leases relative to that)."""
+        values: dict[str, Any] = {"not_before": None, "reason": None}
+        if cwd is not None:
+            values["cwd"] = cwd
+        if leases is not None:
+            values.update(
+                workspace=leases.workspace,
+                locks=sorted(leases.locks),
+                paths=list(leases.paths),
+                leased=not leases.empty,
+            )
+        if worktree is not None:
+            values.update(
+                worktree=worktree, worktree_repo=worktree_repo, worktree_branch=worktree_branch
+            )
+        with self._write() as conn:
+            row = (
+                conn.execute(
+                    update(runs_table)
+                    .where(runs_table.c.id == run_id, runs_table.c.status == str(Status.QUEUED))
+                    .values(**values)
+                    .returning(runs_table)
+                )
+                .mappings()
+                .first()
+            )
+        if row is None:
+            raise IllegalTransitionError(f"run {run_id} is no longer queued; cannot release it")
+        return RunRecord.from_row(row)
+
+    def discard_run(self, run_id: int) -> None:
+        """Delete a held run that never became claimable, with its events: its
+        preparation failed, and nothing about it should remain."""
+        with self._write() as conn:
+            gone = conn.execute(
+                runs_table.delete().where(
+                    runs_table.c.id == run_id,
+                    runs_table.c.status == str(Status.QUEUED),
+                    runs_table.c.started_at.is_(None),
+                )
+            ).rowcount
+            if gone:
+                conn.execute(events_table.delete().where(events_table.c.run_id == run_id))
+
     # -- the claim
 
     def claim_runs(self, worker_id: str, limit: int = 1) -> list[RunRecord]:
         """Atomically move up to `limit` due queued runs to running for `worker_id`.
 
-        One conditional UPDATE ... RETURNING (see `dialects.claim_statement`): each
-        attempt is claimed by exactly one worker, ever.
+        Runs without leases: one conditional UPDATE ... RETURNING (see
+        `dialects.claim_statement`). Once a due run has leases, the claim chooses in
+        Python inside the same transaction, serialised with every other lease claim
+        (SQLite: BEGIN IMMEDIATE; PostgreSQL: a transaction-scoped advisory lock), so
+        the leases it compares against cannot change until it commits: two
+        conflicting runs are never both running. Each attempt is claimed by exactly
+        one worker, ever.
         """
         if limit <= 0:
             return []
         now = self.clock()
         token = uuid.uuid4().hex
-        stmt = claim_statement(
-            self.engine.dialect.name,
-            limit,
-            now,
-            {
-                "status": str(Status.RUNNING),
-                "worker_id": worker_id,
-                "host": self.host,
-                "claim_token": token,
-                "started_at": now,
-                "finished_at": None,
-                "heartbeat_at": now,
-                "activity_at": now,
-                "exit_code": None,
-                "signal": None,
-                "reason": None,
-                "version": runs_table.c.version + 1,
-            },
-        )
+        values = {
+            "status": str(Status.RUNNING),
+            "worker_id": worker_id,
+            "host": self.host,
+            "claim_token": token,
+            "started_at": now,
+            "finished_at": None,
+            "heartbeat_at": now,
+            "activity_at": now,
+            "exit_code": None,
+            "signal": None,
+            "reason": None,
+            "version": runs_table.c.version + 1,
+        }
+        dialect = self.engine.dialect.name
         with self._write() as conn:
-            rows = list(conn.execute(stmt).mappings())
+            if self._leased_run_due(conn, now):
+                rows = self._claim_with_leases(conn, limit, now, values)
+            else:
+                stmt = claim_statement(dialect, limit, now, values, unleased_only=True)
+                rows = list(conn.execute(stmt).mappings())
             for row in rows:
+                held = LeaseSet.of_row(row).describe()
                 self._event(
                     conn,
                     row["id"],
                     "transition",
                     from_status="queued",
                     to_status="running",
-                    reason=f"claimed by worker {worker_id} (attempt {row['attempt']})",
+                    reason=f"claimed by worker {worker_id} (attempt {row['attempt']})"
+                    + (f"; holds {held}" if held else ""),
                     actor=f"worker:{worker_id}",
                     at=now,
                 )
         return sorted((RunRecord.from_row(r) for r in rows), key=lambda r: r.id)
+
+    @staticmethod
+    def _due(now: float) -> list[Any]:
+        return [
+            runs_table.c.status == str(Status.QUEUED),
+            or_(runs_table.c.not_before.is_(None), runs_table.c.not_before <= now),
+        ]
+
+    def _leased_run_due(self, conn: Connection, now: float) -> bool:
+        return (
+            conn.execute(
+                select(runs_table.c.id).where(*self._due(now), runs_table.c.leased).limit(1)
+            ).first()
+            is not None
+        )
+
+    def _claim_with_leases(
+        self, conn: Connection, limit: int, now: float, values: dict[str, Any]
+    ) -> list[Any]:
+        """Choose due runs whose leases are free, claim them, and tell the rest why
+        they wait. Runs under the lease lock, so `held` is current until commit."""
+        lock_lease_claims(conn)
+        lease_cols = [
+            runs_table.c.id,
+            runs_table.c.workspace,
+            runs_table.c.locks,
+            runs_table.c.paths,
+        ]
+        candidates_q = (
+            select(*lease_cols, runs_table.c.reason)
+            .where(*self._due(now))
+            .order_by(runs_table.c.id)
+            .limit(LEASE_SCAN_LIMIT)
+        )
+        if is_postgres(conn):
+            # Rows a concurrent unleased claim is taking are skipped, never waited on.
+            candidates_q = candidates_q.with_for_update(skip_locked=True)
+        candidates = list(conn.execute(candidates_q).mappings())
+        held = conn.execute(
+            select(*lease_cols).where(
+                runs_table.c.status == str(Status.RUNNING), runs_table.c.leased
+            )
+        ).mappings()
+        decision = admit(
+            [(c["id"], LeaseSet.of_row(c)) for c in candidates],
+            [(h["id"], LeaseSet.of_row(h)) for h in held],
+            limit,
+        )
+        # Only a changed reason is written: the queue is re-examined on every claim.
+        old_reasons = {c["id"]: c["reason"] for c in candidates}
+        for run_id, reason in decision.waiting.items():
+            if old_reasons.get(run_id) != reason:
+                conn.execute(
+                    update(runs_table)
+                    .where(runs_table.c.id == run_id, runs_table.c.status == str(Status.QUEUED))
+                    .values(reason=reason)
+                )
+        if not decision.admitted:
+            return []
+        return list(
+            conn.execute(
+                update(runs_table)
+                .where(
+                    runs_table.c.id.in_(decision.admitted),
+                    runs_table.c.status == str(Status.QUEUED),
+                )
+                .values(**values)
+                .returning(runs_table)
+            ).mappings()
+        )
 
     def next_due_at(self) -> float | None:
         """When the earliest queued run becomes claimable (None: nothing queued)."""
@@ -971,6 +1137,21 @@ def _migrate_1_to_2(conn: Connection) -> None:
         text(f"ALTER TABLE runs ADD COLUMN retry_on_lost BOOLEAN NOT NULL DEFAULT {false}")
     )
     conn.execute(text("ALTER TABLE workers ADD COLUMN clock_skew_s FLOAT"))
+
+
+def _migrate_2_to_3(conn: Connection) -> None:
+    false = "false" if is_postgres(conn) else "0"
+    for column, sql_type in (
+        ("workspace", "TEXT"),
+        ("locks", "JSON"),
+        ("paths", "JSON"),
+        ("leased", f"BOOLEAN NOT NULL DEFAULT {false}"),
+        ("worktree", "TEXT"),
+        ("worktree_repo", "TEXT"),
+        ("worktree_branch", "VARCHAR"),
+        ("keep_worktree", f"BOOLEAN NOT NULL DEFAULT {false}"),
+    ):
+        conn.execute(text(f"ALTER TABLE runs ADD COLUMN {column} {sql_type}"))
 
 
 def _safe_url(store: Store) -> str:

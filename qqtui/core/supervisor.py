@@ -24,8 +24,8 @@ from pathlib import Path
 import psutil
 from sqlalchemy.exc import DBAPIError
 
-from qqtui.core import sessions
-from qqtui.core.launch import run_paths
+from qqtui.core import sessions, workspaces
+from qqtui.core.launch import run_paths, wake_workers
 from qqtui.core.procs import (
     DEFAULT_LOG_CAP,
     RunEnvironment,
@@ -354,6 +354,7 @@ class Supervisor:
                 status_path.unlink()  # a previous attempt's record must not be read as ours
             heartbeat = run_dir / sessions.HEARTBEAT_FILE
             heartbeat.touch(mode=0o600)
+            artifacts = sessions.ensure_private_dir(sessions.artifacts_dir(session_path, run.id))
             log_path = run_dir / sessions.OUTPUT_LOG
             if run.attempt > 1:
                 fd = sessions.open_append_log(log_path)
@@ -367,6 +368,7 @@ class Supervisor:
                     session_dir=session_path,
                     heartbeat_file=heartbeat,
                     attempt=run.attempt,
+                    artifacts_dir=artifacts,
                 ),
                 argv=run.argv,
                 cwd=run.cwd,
@@ -502,9 +504,34 @@ class Supervisor:
             output_bytes=output_bytes,
         )
         tracked.ended = True
+        if status is Status.SUCCEEDED and run.worktree and not run.keep_worktree:
+            self._remove_worktree(run)
+        if run.leased:
+            # Its leases are free now: a worker waiting on them need not wait a poll.
+            try:
+                wake_workers(self.store)
+            except Exception as exc:  # a missed nudge costs one poll interval, no more
+                log.debug("could not nudge workers after run %s: %s", run.id, exc)
         # The shim knows (as subreaper) whether the command left processes behind;
         # without its report (adopted runs) we look.
         self._forget(tracked, leftovers=bool(exit_info.get("leftovers", True)))
+
+    def _remove_worktree(self, run: RunRecord) -> None:
+        """A succeeded run's worktree goes (its branch stays: that is the work); one
+        with uncommitted changes, or still used by a queued resume, stays."""
+        assert run.worktree and run.worktree_repo
+        try:
+            users = self.store.list_runs([Status.QUEUED, Status.RUNNING], session_id=run.session_id)
+            others = [r.id for r in users if r.worktree == run.worktree and r.id != run.id]
+            if others:
+                note = f"worktree {run.worktree} kept: run {others[0]} of this session uses it"
+            elif workspaces.remove_worktree(run.worktree_repo, Path(run.worktree)):
+                note = f"worktree {run.worktree} removed; branch {run.worktree_branch} kept"
+            else:
+                note = f"worktree {run.worktree} kept: it has uncommitted changes"
+            self.store.add_event(run.id, "worktree", note, actor=f"worker:{self.worker_id}")
+        except Exception as exc:  # cleanup is best effort: it must never lose a run end
+            log.warning("run %s: worktree %s not removed: %s", run.id, run.worktree, exc)
 
     def _finish(
         self,

@@ -338,6 +338,7 @@ def test_schema_version_1_is_migrated(store: Store, db_url: str) -> None:
 
     run = add(store)
     with store.engine.begin() as conn:
+        _drop_v3_columns(conn)
         conn.execute(text("ALTER TABLE runs DROP COLUMN retry_on_lost"))
         conn.execute(text("ALTER TABLE workers DROP COLUMN clock_skew_s"))
         conn.execute(text("DROP TABLE run_outputs"))
@@ -347,6 +348,50 @@ def test_schema_version_1_is_migrated(store: Store, db_url: str) -> None:
     assert again.get_run(run.id).retry_on_lost is False
     assert add(again, retry_on_lost=True).retry_on_lost is True
     assert again.output_tail(run.id) is None
+
+
+V3_COLUMNS = (
+    "workspace",
+    "locks",
+    "paths",
+    "leased",
+    "worktree",
+    "worktree_repo",
+    "worktree_branch",
+    "keep_worktree",
+)
+
+
+def _drop_v3_columns(conn) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import text
+
+    for column in V3_COLUMNS:
+        conn.execute(text(f"ALTER TABLE runs DROP COLUMN {column}"))
+
+
+def test_schema_version_2_is_migrated_and_old_files_stay_readable(
+    store: Store, db_url: str, backend: str
+) -> None:
+    from sqlalchemy import update
+
+    from qqtui.core.leases import LeaseSet
+    from qqtui.core.models import meta_table
+
+    run = add(store)
+    with store.engine.begin() as conn:
+        _drop_v3_columns(conn)
+        conn.execute(update(meta_table).values(value="2"))
+    if backend == "sqlite":
+        # `qqtui ls` reads without migrating: a v2 file must still list.
+        old = Snapshot(db_url).run(run.id)
+        assert old is not None and old.locks == () and old.leased is False
+    store.close()
+    again = Store.open(db_url)
+    migrated = again.get_run(run.id)
+    assert (migrated.workspace, migrated.locks, migrated.worktree) == (None, (), None)
+    assert not migrated.leased and not migrated.keep_worktree
+    locked = add(again, leases=LeaseSet(locks=frozenset({"db"})))
+    assert locked.locks == ("db",) and locked.leased
 
 
 def _open_store(url: str, out: multiprocessing.Queue) -> None:  # type: ignore[type-arg]

@@ -47,6 +47,7 @@ def test_many_workers_run_every_attempt_exactly_once(
             home,
             ["sh", "-c", f'echo "$QQ_RUN_ID" >> {ledger}'],
             session_id=sid,
+            shared_workspace=True,  # one directory, all in parallel: the queue is measured
         )
         sid = run.session_id  # one session, so the test measures the queue, not mkdir
     procs = [workers.start("-j", "4", "--until-idle") for _ in range(8)]
@@ -68,8 +69,14 @@ def test_crashed_worker_runs_are_adopted_or_finalized_with_true_exit_codes(
     workers: Workers,  # type: ignore[no-untyped-def]
 ) -> None:
     ledger = tmp_path / "ledger.txt"
-    survivor = add(qq, "--", "sh", "-c", f"echo start-$QQ_RUN_ID >> {ledger}; sleep 4; exit 5")
-    ended_alone = add(qq, "--", "sh", "-c", f"echo start-$QQ_RUN_ID >> {ledger}; sleep 0.5; exit 4")
+    # Both run at once in one directory, so they share it explicitly.
+    shared = "--shared-workspace"
+    survivor = add(
+        qq, shared, "--", "sh", "-c", f"echo start-$QQ_RUN_ID >> {ledger}; sleep 4; exit 5"
+    )
+    ended_alone = add(
+        qq, shared, "--", "sh", "-c", f"echo start-$QQ_RUN_ID >> {ledger}; sleep 0.5; exit 4"
+    )
     first = workers.start("-j", "4")
     wait_for(
         lambda: ledger.exists() and len(ledger.read_text().split()) == 2, 20, what="both started"
@@ -198,9 +205,10 @@ def test_cancel_and_kill_requested_from_another_process(
     workers: Workers,  # type: ignore[no-untyped-def]
 ) -> None:
     ignore = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"
-    cancelled = add(qq, "--", sys.executable, "-c", ignore)
-    killed = add(qq, "--", "sleep", "60")
-    queued = add(qq, "--", "sleep", "60")
+    shared = "--shared-workspace"  # two run at once in one directory
+    cancelled = add(qq, shared, "--", sys.executable, "-c", ignore)
+    killed = add(qq, shared, "--", "sleep", "60")
+    queued = add(qq, shared, "--", "sleep", "60")
     workers.start("-j", "2")
     wait_for(lambda: Snapshot(db_url).run(killed).pid, 10)  # type: ignore[union-attr]
     wait_for(lambda: Snapshot(db_url).run(cancelled).pid, 10)  # type: ignore[union-attr]
@@ -260,6 +268,7 @@ def test_run_environment_contract(home: Path, db_url: str, qq, workers: Workers)
         "QQ_RUN_ID": str(run_id),
         "QQ_HEARTBEAT_FILE": str(session_dir / "runs" / str(run_id) / "heartbeat"),
         "QQ_ATTEMPT": "1",
+        "QQ_ARTIFACTS_DIR": str(session_dir / "runs" / str(run_id) / "artifacts"),
         "EXTRA": "yes",
     }
     meta = json.loads((session_dir / "meta.json").read_text())
