@@ -24,7 +24,9 @@ CPU_HISTORY_SAMPLES = 60
 
 # Statuses a person wants to hear about the moment a run reaches them.
 ALERT_STATUSES = frozenset({Status.FAILED, Status.TIMED_OUT, Status.LOST})
-_ACTIVE = frozenset({str(Status.QUEUED), str(Status.RUNNING)})
+# Only a running run changes without a version bump (its worker's pid, activity and
+# output writes); every other change is a transition, which bumps the version.
+_REREAD_ALWAYS = frozenset({str(Status.RUNNING)})
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +115,7 @@ class Monitor:
 
         Turning 10,000 rows into records costs about half a second; a finished run
         only changes through a transition, which bumps its version. So each poll
-        reads (id, version, status) of all runs and the full rows of the active,
+        reads (id, version, status) of all runs and the full rows of the running,
         new and re-versioned ones. Unchanged records are the same objects as the
         last poll, which lets the table skip them too.
         """
@@ -129,7 +131,7 @@ class Monitor:
             run_id = row["id"]
             present.append(run_id)
             old = cached.get(run_id)
-            if old is None or old.version != row["version"] or row["status"] in _ACTIVE:
+            if old is None or old.version != row["version"] or row["status"] in _REREAD_ALWAYS:
                 stale.append(run_id)
         fresh: dict[int, RunRecord] = {}
         for start in range(0, len(stale), 500):

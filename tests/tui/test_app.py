@@ -211,9 +211,11 @@ async def test_kill_stops_the_whole_tree_now(
 async def test_retry_and_resume_queue_new_work(
     tui_settings: Settings, tui_store: Store, live_worker: subprocess.Popen[bytes]
 ) -> None:
-    run_id = add(tui_store, tui_settings, "sh", "-c", "echo oops; exit 3", name="failing")
     app = app_for(tui_settings, tui_store)
     async with app.run_test(size=SIZE) as pilot:
+        # Added after the first poll, so its failure is a change the app sees happen.
+        await wait_until(pilot, lambda: app.last_poll is not None)
+        run_id = add(tui_store, tui_settings, "sh", "-c", "echo oops; exit 3", name="failing")
         await wait_until(pilot, lambda: status_of(tui_settings, run_id) is Status.FAILED)
         await select(pilot, app, run_id)
         await wait_until(pilot, lambda: "failed" in _row_text(app, run_id))

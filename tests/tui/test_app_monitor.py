@@ -48,8 +48,10 @@ def test_unchanged_finished_runs_keep_their_record_and_row(
     tui_settings: Settings, tui_store: Store
 ) -> None:
     done = _add(tui_store, "done")
+    busy = _add(tui_store, "busy")
     waiting = _add(tui_store, "waiting")
     tui_store.request_cancel(done)
+    tui_store.claim_runs("w", limit=1)  # "busy" runs
     monitor = Monitor(Path(tui_settings.home), tui_settings.db_url, scan_processes=False)
     builder = RowBuilder()
     first = monitor.poll()
@@ -58,7 +60,9 @@ def test_unchanged_finished_runs_keep_their_record_and_row(
     rows2 = builder.build(second.runs, {}, {}, second.now, "")
     assert second.runs[done] is first.runs[done]
     assert rows2[done] is rows1[done]
-    assert second.runs[waiting] is not first.runs[waiting], "active runs are always re-read"
+    assert second.runs[waiting] is first.runs[waiting], "queued runs change only by transitions"
+    assert second.runs[busy] is not first.runs[busy], "running runs are always re-read"
+    assert rows2[busy] is not rows1[busy]
     tui_store.retry_run(done)  # a transition bumps the version: re-read
     third = monitor.poll()
     assert third.runs[done].status is Status.QUEUED

@@ -143,6 +143,20 @@ def run_row(run: RunRecord, tree: RunTree | None, history: Sequence[float], now:
     return RowData(cells, sort_values)
 
 
+ACTIVITY_COLUMN = COLUMN_INDEX["activity"]
+
+
+def _row_still_current(run: RunRecord, row: RowData, now: float) -> bool:
+    """Whether an unchanged record's row is still right at `now`: always for a finished
+    run; for a queued one while its coarse age reads the same; never for a running one."""
+    if run.status.is_final:
+        return True
+    if run.status is Status.QUEUED:
+        since = run.activity_at or run.started_at or run.created_at
+        return row.cells[ACTIVITY_COLUMN][0] == fmt.age(max(0.0, now - since))
+    return False
+
+
 class RowBuilder:
     """Builds the table rows each poll, reusing the rows of finished runs.
 
@@ -179,7 +193,7 @@ class RowBuilder:
             if not ok:
                 continue
             cached = old_rows.get(run_id)
-            if cached is not None and cached[0] is run and not run.is_active:
+            if cached is not None and cached[0] is run and _row_still_current(run, cached[1], now):
                 row = cached[1]
             else:
                 row = run_row(run, trees.get(run_id), cpu_history.get(run_id, ()), now)
