@@ -480,10 +480,12 @@ class TreeKill:
     signalled: list[psutil.Process] = field(default_factory=list)
 
     def start(self, now: float, sig: int = signal.SIGTERM) -> int:
+        """Signal the tree; returns how many processes it had when we looked."""
         self.started_at = now
+        victims = find_run_processes(self.target)  # before the group signal thins it out
         _signal_group(self.target, sig)
-        self.signalled = _send(find_run_processes(self.target), sig)
-        return len(self.signalled)
+        self.signalled = _send(victims, sig)
+        return len(victims)
 
     def due(self, now: float) -> bool:
         return now - self.started_at >= self.grace_s
