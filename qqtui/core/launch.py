@@ -276,6 +276,9 @@ def kill_run(store: Store, run_id: int, actor: str = "cli") -> RunRecord:
 
 
 def retry_run(store: Store, run_id: int, actor: str = "cli") -> RunRecord:
+    previous = store.get_run(run_id)
+    if previous.worktree and previous.status.is_final:
+        _reattach(previous)  # a success removed it; the retry works in it again
     run = store.retry_run(run_id, actor=actor)
     wake_workers(store)
     return run

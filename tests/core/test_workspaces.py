@@ -164,11 +164,18 @@ def test_resume_reuses_the_sessions_worktree(
     # Removed on success (just after the end is recorded); the branch holds the work.
     wait_for(lambda: not path.exists(), 10, what="the worktree to be removed")
 
+    # A retry of the succeeded first run checks the branch out there again.
+    qq("retry", str(first["id"]), check=True)
+    wait_for(lambda: Snapshot(db_url).run(first["id"]).attempt == 2, 10)  # type: ignore[union-attr]
+    wait_for_status(db_url, first["id"], {"succeeded"}, 30)
+    assert qq("logs", str(first["id"]), check=True).stdout.count(str(path)) == 2
+    wait_for(lambda: not path.exists(), 10, what="the worktree to be removed again")
+
     again = int(qq("resume", first["session_id"], "--", "sh", "-c", "cat notes; pwd").stdout)
     done = wait_for_status(db_url, again, {"succeeded"}, 30)
     assert done.cwd == str(path) and done.worktree_branch == first["worktree_branch"]
     output = qq("logs", str(again), check=True).stdout
-    assert output.splitlines() == ["one", str(path)]
+    assert output.splitlines() == ["one", "one", str(path)]
     # A failed run keeps the worktree; the next resume works in it as it was left.
     third = int(
         qq("resume", first["session_id"], "--", "sh", "-c", "echo wip > wip; exit 1").stdout
