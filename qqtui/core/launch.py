@@ -3,6 +3,7 @@ cancel, kill, retry. The CLI and the app call these, never the store's internals
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import time
@@ -162,9 +163,22 @@ def submit_run(
         hold_s=WORKTREE_HOLD_S,
     )
     if source is not None:
-        run = _prepare_worktree(
-            store, home, run, source, shared_workspace=shared_workspace, locks=locks, paths=paths
-        )
+        try:
+            run = _prepare_worktree(
+                store,
+                home,
+                run,
+                source,
+                shared_workspace=shared_workspace,
+                locks=locks,
+                paths=paths,
+            )
+        except BaseException:
+            if session_id is None:
+                # The session was made for this run alone: it must not outlive it empty.
+                with contextlib.suppress(OSError):
+                    session_path.rmdir()
+            raise
     _record_in_meta(session_path, run)
     wake_workers(store)
     return run

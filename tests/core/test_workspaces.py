@@ -208,6 +208,7 @@ def test_worktree_errors_are_one_line_and_queue_nothing(
     line = one_error_line(qq("add", "--worktree", "--repo", str(repo), "--", "true"))
     assert "branch qqtui/1 already exists" in line
     assert Snapshot(db_url).runs() == []
+    assert json.loads(qq("sessions", "--json", check=True).stdout) == []
     assert not (home / "workspaces" / "1").exists()
     assert git(repo, "worktree", "list", "--porcelain").count("worktree ") == 1
 
