@@ -191,7 +191,11 @@ def test_real_workers_on_four_hosts_run_every_command_exactly_once(
     sid = None
     for _ in range(WORKER_RUNS):
         run = submit_run(
-            pg_store, home, ["sh", "-c", f'echo "$QQ_RUN_ID" >> {ledger}'], session_id=sid
+            pg_store,
+            home,
+            ["sh", "-c", f'echo "$QQ_RUN_ID" >> {ledger}'],
+            session_id=sid,
+            shared_workspace=True,  # one directory, all in parallel
         )
         sid = run.session_id
     procs = [
@@ -253,13 +257,15 @@ def test_dead_hosts_runs_are_rescued_after_the_horizon_and_never_signalled_by_an
 ) -> None:
     horizon = 6.0  # vs a 2 s heartbeat: a loaded CI machine must not look dead
     host_c = hosts.start("host-c", "-j", "1", "--rescue-after", str(horizon))
+    # These share one directory (the test's) and must run at once, on any host.
+    shared = {"shared_workspace": True}
     talker = submit_run(
-        pg_store, home, ["sh", "-c", "echo hello-from-c; exec sleep 60"], name="talker"
+        pg_store, home, ["sh", "-c", "echo hello-from-c; exec sleep 60"], name="talker", **shared
     )
     got = wait_for(lambda: (r := pg_store.get_run(talker.id)).pid and r.host == "host-c" and r, 30)
     assert got
-    doomed = submit_run(pg_store, home, ["sleep", "60"], name="doomed")
-    retried = submit_run(pg_store, home, ["sleep", "60"], name="retried", retries=1)
+    doomed = submit_run(pg_store, home, ["sleep", "60"], name="doomed", **shared)
+    retried = submit_run(pg_store, home, ["sleep", "60"], name="retried", retries=1, **shared)
     with pg_store.engine.begin() as conn:  # --retry-lost, as `qqtui add` sets it
         conn.execute(text(f"UPDATE runs SET retry_on_lost = true WHERE id = {retried.id}"))
     host_a = hosts.start("host-a", "-j", "2", "--rescue-after", str(horizon))
@@ -436,6 +442,7 @@ def test_server_restart_mid_run_loses_nothing(
             pg_store,
             home,
             ["sh", "-c", f'sleep 1; echo "$QQ_RUN_ID" >> {ledger}; sleep 1'],
+            shared_workspace=True,
         ).id
         for _ in range(12)
     ]
