@@ -180,6 +180,10 @@ class Decision:
 
     admitted: list[int]
     waiting: dict[int, str]  # run id -> why it waits ("waiting for lock db held by run 12")
+    unblocked: list[int]  # free to run, but past the limit (they wait for a slot)
+
+
+WAIT_PREFIX = "waiting for "
 
 
 def admit(
@@ -191,16 +195,17 @@ def admit(
     held lease nor an already chosen candidate.
 
     Greedy in id order: a run that must wait does not hold back later runs that do
-    not conflict with anything running, so non-conflicting work always flows.
+    not conflict with anything running, so non-conflicting work always flows. Every
+    candidate is judged, also past the limit, so each waiting run's reason is current.
     """
     holders = list(held)
     admitted: list[int] = []
     waiting: dict[int, str] = {}
+    unblocked: list[int] = []
     for run_id, leases in candidates:
-        if len(admitted) >= limit:
-            break
+        full = len(admitted) >= limit
         if leases.empty:
-            admitted.append(run_id)
+            (unblocked if full else admitted).append(run_id)
             continue
         blocker = next(
             (
@@ -212,8 +217,10 @@ def admit(
         )
         if blocker is not None:
             holder_id, what = blocker
-            waiting[run_id] = f"waiting for {what} held by run {holder_id}"
-            continue
-        admitted.append(run_id)
-        holders.append((run_id, leases))
-    return Decision(admitted=admitted, waiting=waiting)
+            waiting[run_id] = f"{WAIT_PREFIX}{what} held by run {holder_id}"
+        elif full:
+            unblocked.append(run_id)
+        else:
+            admitted.append(run_id)
+            holders.append((run_id, leases))
+    return Decision(admitted=admitted, waiting=waiting, unblocked=unblocked)

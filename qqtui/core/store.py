@@ -42,7 +42,7 @@ from qqtui.core.dialects import (
     normalize_db_url,
     server_epoch,
 )
-from qqtui.core.leases import LeaseSet, admit
+from qqtui.core.leases import WAIT_PREFIX, LeaseSet, admit
 from qqtui.core.models import (
     SCHEMA_VERSION,
     events_table,
@@ -529,9 +529,15 @@ class Store:
             [(h["id"], LeaseSet.of_row(h)) for h in held],
             limit,
         )
-        # Only a changed reason is written: the queue is re-examined on every claim.
+        # Only a changed reason is written: the queue is re-examined on every claim. A
+        # run no longer blocked loses its wait reason (any other reason, say a retry's,
+        # stays).
         old_reasons = {c["id"]: c["reason"] for c in candidates}
-        for run_id, reason in decision.waiting.items():
+        changes: dict[int, str | None] = dict(decision.waiting)
+        for run_id in decision.unblocked:
+            if (old_reasons.get(run_id) or "").startswith(WAIT_PREFIX):
+                changes[run_id] = None
+        for run_id, reason in changes.items():
             if old_reasons.get(run_id) != reason:
                 conn.execute(
                     update(runs_table)

@@ -86,7 +86,10 @@ def test_admit_is_greedy_in_order_and_explains_every_wait() -> None:
     assert decision.admitted == [2, 4] and decision.waiting == {
         3: "waiting for lock a held by run 2"
     }
-    assert admit([(2, a), (3, b)], held=[], limit=1).admitted == [2]
+    # Past the limit every run is still judged, so each wait reason stays current.
+    decision = admit([(2, a), (3, b), (4, a), (5, LeaseSet())], held=[], limit=1)
+    assert decision.admitted == [2] and decision.unblocked == [3, 5]
+    assert decision.waiting == {4: "waiting for lock a held by run 2"}
 
 
 # --- the claim, per backend ----------------------------------------------------------------
@@ -127,6 +130,18 @@ def test_claim_never_starts_conflicting_runs_and_says_why_they_wait(store: Store
     assert next_one.id == second.id and next_one.reason is None
     claim = next(e for e in store.events(second.id) if e.to_status == "running")
     assert claim.reason is not None and claim.reason.endswith("holds lock db")
+
+
+def test_wait_reasons_stay_current_past_the_claim_limit(store: Store) -> None:
+    db, x = LeaseSet(locks=frozenset({"db"})), LeaseSet(locks=frozenset({"x"}))
+    a, b, c, d = add(store, db), add(store, db), add(store, x), add(store, x)
+    held = store.claim_runs("w1", 10)
+    assert [r.id for r in held] == [a.id, c.id]
+    assert store.get_run(d.id).reason == f"waiting for lock x held by run {c.id}"
+    for run in held:
+        store.finish_run(run.id, run.claim_token or "", Status.SUCCEEDED, reason="exit 0")
+    assert [r.id for r in store.claim_runs("w1", 1)] == [b.id]
+    assert store.get_run(d.id).reason is None  # free now, only waiting for a slot
 
 
 def test_a_lease_ends_when_its_run_is_requeued_or_rescued(store: Store) -> None:
