@@ -542,7 +542,9 @@ class Store:
                 conn.execute(
                     update(runs_table)
                     .where(runs_table.c.id == run_id, runs_table.c.status == str(Status.QUEUED))
-                    .values(reason=reason)
+                    # A version bump, so readers that re-read only changed rows (the
+                    # app's monitor) see the new wait reason.
+                    .values(reason=reason, version=runs_table.c.version + 1)
                 )
         if not decision.admitted:
             return []
