@@ -8,6 +8,7 @@ can drive it with a fixed clock and no Textual at all.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import deque
@@ -15,10 +16,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from qqtui.core.launch import run_paths
 from qqtui.core.procs import ProcessTable, RunTarget, RunTree
 from qqtui.core.records import RunRecord, Status
 from qqtui.core.snapshot import Snapshot
 
+PROGRESS_FILE = "progress.json"  # written by qqtui.agent.progress()
 CPU_HISTORY_SAMPLES = 60
 """One sample per poll: at the usual 1 s poll this is the last minute."""
 
@@ -38,6 +41,36 @@ class Alert:
 
 
 @dataclass(frozen=True, slots=True)
+class Progress:
+    """What an agent last reported with `qqtui.agent.progress()` / `qqtui progress`."""
+
+    fraction: float
+    message: str
+
+
+def read_progress(home: Path, run: RunRecord) -> Progress | None:
+    """The run's progress.json (its own, else its session's), or None when absent or
+    unreadable: an agent's half-written or odd file never breaks the view."""
+    session_path, run_path = run_paths(home, run)
+    for path in (run_path / PROGRESS_FILE, session_path / PROGRESS_FILE):
+        try:
+            data = json.loads(path.read_bytes())
+        except FileNotFoundError:
+            continue
+        except (OSError, ValueError):
+            return None
+        if not isinstance(data, dict):
+            return None
+        try:
+            fraction = min(1.0, max(0.0, float(data.get("fraction", 0.0))))
+        except (TypeError, ValueError):
+            return None
+        message = data.get("message")
+        return Progress(fraction, message if isinstance(message, str) else "")
+    return None
+
+
+@dataclass(frozen=True, slots=True)
 class PollResult:
     runs: dict[int, RunRecord]
     trees: dict[int, RunTree]
@@ -45,6 +78,7 @@ class PollResult:
     counts: dict[str, int]
     alerts: tuple[Alert, ...]
     now: float
+    progress: dict[int, Progress]
     first: bool
     """True for the first poll: there is no earlier state to diff against."""
 
@@ -97,6 +131,7 @@ class Monitor:
             if self.scan_processes and running:
                 trees = self._table.scan([RunTarget.of(r, self.home) for r in running])
             self._record_cpu(trees)
+            progress = {r.id: p for r in running if (p := read_progress(self.home, r)) is not None}
             first = self._last is None
             alerts = () if first else tuple(self._alerts(runs))
             self._last = {run_id: (run.status, run.hung) for run_id, run in runs.items()}
@@ -107,6 +142,7 @@ class Monitor:
                 counts=count_runs(runs.values()),
                 alerts=alerts,
                 now=self.clock(),
+                progress=progress,
                 first=first,
             )
 

@@ -123,7 +123,7 @@ class QqApp(App[int]):
     def _poll(self, query: str) -> None:
         result = self.monitor.poll()
         rows = self._row_builder.build(
-            result.runs, result.trees, result.cpu_history, result.now, query
+            result.runs, result.trees, result.cpu_history, result.now, query, result.progress
         )
         self.post_message(RunsPolled(result, rows, query))
 

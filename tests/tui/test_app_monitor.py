@@ -88,3 +88,37 @@ def test_sparkline_scales_to_one_core() -> None:
     line = fmt.sparkline([0.0] * 30 + [100.0] * 30)
     assert line == "▁" * 5 + "█" * 5
     assert fmt.sparkline([250.0]) == "█".rjust(10)
+
+
+def test_progress_of_running_runs_reaches_their_row(
+    tui_settings: Settings, tui_store: Store
+) -> None:
+    from qqtui.core.launch import run_paths
+    from qqtui.core.sessions import atomic_write_json, create_run_dir, create_session_dir
+
+    home = Path(tui_settings.home)
+    own, via_session, corrupt, queued = (_add(tui_store, n) for n in ("own", "sess", "bad", "q"))
+    claimed = tui_store.claim_runs("w", limit=3)
+    assert {r.id for r in claimed} == {own, via_session, corrupt}
+    for run in claimed:
+        session_path, run_path = run_paths(home, run)
+        create_session_dir(home, run.agent, run.session_id)
+        create_run_dir(session_path, run.id)
+        if run.id == own:
+            atomic_write_json(run_path / "progress.json", {"fraction": 0.45, "message": "indexing"})
+        elif run.id == corrupt:
+            (run_path / "progress.json").write_text('{"fraction": ')  # half-written
+    # The session-wide file is the fallback for runs without their own.
+    session_path, _ = run_paths(home, claimed[0])
+    atomic_write_json(session_path / "progress.json", {"fraction": 2, "message": 7})
+
+    result = Monitor(home, tui_settings.db_url, scan_processes=False).poll()
+    assert result.progress[own].fraction == 0.45 and result.progress[own].message == "indexing"
+    assert result.progress[via_session].fraction == 1.0  # clamped
+    assert result.progress[via_session].message == ""  # not a string: ignored
+    assert corrupt not in result.progress and queued not in result.progress
+
+    rows = RowBuilder().build(result.runs, {}, {}, result.now, "", result.progress)
+    outcome = rows[own].cells[-2][0]
+    assert outcome == f"{fmt.progress_bar(0.45)} indexing" and "45%" in outcome
+    assert rows[corrupt].cells[-2][0] == ""

@@ -92,6 +92,15 @@ def sparkline(samples: Sequence[float], width: int = SPARK_WIDTH, full: float = 
     return chars.rjust(width)
 
 
+def progress_bar(fraction: float, width: int = 8) -> str:
+    """`▕███▌    ▏ 45%`: eighth-block resolution, so slow progress still moves."""
+    fraction = min(1.0, max(0.0, fraction))
+    eighths = round(fraction * width * 8)
+    full, part = divmod(eighths, 8)
+    bar = "█" * full + (" ▏▎▍▌▋▊▉"[part] if part else "")
+    return f"▕{bar:<{width}}▏{fraction * 100:4.0f}%"
+
+
 def status_label(status: Status) -> str:
     return f"{STATUS_ICONS[status]} {status.value.replace('_', ' ')}"
 

@@ -19,6 +19,7 @@ from textual.message import Message
 from textual.widgets import DataTable
 from textual.widgets.data_table import ColumnKey, RowKey
 
+from qqtui.core.monitor import Progress
 from qqtui.core.procs import RunTree
 from qqtui.core.records import RunRecord, Status
 from qqtui.tui.widgets import formatting as fmt
@@ -97,9 +98,21 @@ def matches_filter(run: RunRecord, query: str) -> bool:
     return True
 
 
-def run_row(run: RunRecord, tree: RunTree | None, history: Sequence[float], now: float) -> RowData:
+def run_row(
+    run: RunRecord,
+    tree: RunTree | None,
+    history: Sequence[float],
+    now: float,
+    progress: Progress | None = None,
+) -> RowData:
     """One table row for `run`: cells to show and values to sort by."""
     running = run.status is Status.RUNNING
+    outcome = fmt.outcome(run)
+    outcome_style = "red" if run.status in (Status.FAILED, Status.LOST) else "dim"
+    if running and progress is not None and not outcome:
+        # What the agent says it is doing beats an empty cell.
+        outcome = f"{fmt.progress_bar(progress.fraction)} {progress.message}".rstrip()
+        outcome_style = "green"
     runtime = run.runtime_s(now)
     activity_at = run.activity_at or run.started_at or run.created_at
     activity = max(0.0, now - activity_at)
@@ -124,7 +137,7 @@ def run_row(run: RunRecord, tree: RunTree | None, history: Sequence[float], now:
         ),
         (fmt.size(rss) if rss else "", ""),
         (str(procs) if procs else "", ""),
-        (fmt.outcome(run), "red" if run.status in (Status.FAILED, Status.LOST) else "dim"),
+        (outcome, outcome_style),
         (run.host or "", "dim"),
     )
     sort_values = (
@@ -137,7 +150,7 @@ def run_row(run: RunRecord, tree: RunTree | None, history: Sequence[float], now:
         cpu or 0.0,
         rss or 0,
         procs or 0,
-        fmt.outcome(run),
+        outcome,
         run.host or "",
     )
     return RowData(cells, sort_values)
@@ -177,8 +190,10 @@ class RowBuilder:
         cpu_history: Mapping[int, Sequence[float]],
         now: float,
         query: str,
+        progress: Mapping[int, Progress] | None = None,
     ) -> dict[int, RowData]:
         """Rows for every run that passes the filter, keyed by run id."""
+        progress = progress or {}
         if query != self._query:
             self._matches = {}
             self._query = query
@@ -196,7 +211,13 @@ class RowBuilder:
             if cached is not None and cached[0] is run and _row_still_current(run, cached[1], now):
                 row = cached[1]
             else:
-                row = run_row(run, trees.get(run_id), cpu_history.get(run_id, ()), now)
+                row = run_row(
+                    run,
+                    trees.get(run_id),
+                    cpu_history.get(run_id, ()),
+                    now,
+                    progress.get(run_id),
+                )
             rows[run_id] = (run, row)
             out[run_id] = row
         self._rows, self._matches = rows, matches
