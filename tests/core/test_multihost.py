@@ -437,28 +437,37 @@ def test_server_restart_mid_run_loses_nothing(
     if not _restart_allowed():
         pytest.skip("restarts the shared server: only under CI=true or QQTUI_PG_RESTART=1")
     ledger = tmp_path / "ledger.txt"
+    started = tmp_path / "started"
+    started.mkdir()
+    go = tmp_path / "go"
+    # Each run says it started, then waits for `go`: the test releases the runs in
+    # flight only once the server is down, so they end while it is away (their ends
+    # wait in memory) however slowly a loaded machine stops the server.
+    script = (
+        f'touch {started}/"$QQ_RUN_ID"; '
+        f"while [ ! -e {go} ]; do sleep 0.05; done; "
+        f'echo "$QQ_RUN_ID" >> {ledger}'
+    )
     ids = [
-        submit_run(
-            pg_store,
-            home,
-            ["sh", "-c", f'sleep 1; echo "$QQ_RUN_ID" >> {ledger}; sleep 1'],
-            shared_workspace=True,
-        ).id
+        submit_run(pg_store, home, ["sh", "-c", script], shared_workspace=True).id
         for _ in range(12)
     ]
     procs = [hosts.start(f"host-{h}", "-j", "3", "--until-idle") for h in range(2)]
-    wait_for(
-        lambda: pg_store.count_by_status().get(Status.RUNNING, 0) >= 4, 30, what="runs to start"
-    )
-    # Down long enough that runs end while it is away: their ends wait in memory.
+    wait_for(lambda: len(list(started.iterdir())) >= 4, 60, what="runs to start")
     _pg_ctl("stop")
     try:
-        done_before = len(ledger.read_text().split()) if ledger.exists() else 0
-        time.sleep(4)
-        done_while_down = len(ledger.read_text().split()) - done_before
+        in_flight = len(list(started.iterdir()))
+        go.touch()
+        wait_for(
+            lambda: ledger.exists() and len(ledger.read_text().split()) >= in_flight,
+            30,
+            what="the runs in flight to end while the server is down",
+        )
+        done_while_down = len(ledger.read_text().split())
+        time.sleep(1)  # let the workers notice the ends and fail to record them
     finally:
         _pg_ctl("start")
-    assert done_while_down > 0  # commands ran on (and ended) without the database
+    assert done_while_down >= 4  # commands ran on (and ended) without the database
     require_pg()
     for proc in procs:
         assert proc.wait(timeout=180) == 0, "a worker crashed on the restart"
