@@ -65,9 +65,32 @@ def details_table(run: RunRecord, home: Path, now: float) -> Table:
             f"pid {run.pid or '-'}  pgid {run.pgid or '-'}  shim {run.shim_pid or '-'}",
         ),
         ("Worker", f"{run.worker_id or '-'} on {run.host or '-'}"),
+        # Isolation: what this run may not share with others while it runs.
+        (
+            "Workspace",
+            _safe(run.workspace)
+            if run.workspace
+            else ("per --paths" if run.paths else "shared with other runs"),
+        ),
+        ("Locks", ", ".join(_safe(lock) for lock in run.locks) or "-"),
+        ("Paths", ", ".join(_safe(glob) for glob in run.paths) or "-"),
+        (
+            "Worktree",
+            (_safe(run.worktree) + ("  (kept on success)" if run.keep_worktree else ""))
+            if run.worktree
+            else "-",
+        ),
+        (
+            "Branch",
+            f"{_safe(run.worktree_branch)} of {_safe(run.worktree_repo or '-')}"
+            if run.worktree_branch
+            else "-",
+        ),
     ]
     for label, value in rows:
-        table.add_row(label, value)
+        # A plain str cell is parsed as Rich markup: a command or lock named "[bold]x"
+        # must show as written.
+        table.add_row(label, value if isinstance(value, Text) else Text(value))
     return table
 
 
