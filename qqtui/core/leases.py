@@ -198,7 +198,35 @@ def admit(
     not conflict with anything running, so non-conflicting work always flows. Every
     candidate is judged, also past the limit, so each waiting run's reason is current.
     """
-    holders = list(held)
+    # Holders indexed by key: a claim judges up to a thousand candidates against every
+    # running run, and pairwise checks made that quadratic (14 claims/s with 2,000
+    # queued). Only globs still need pairwise comparison.
+    by_workspace: dict[str, int] = {}
+    by_lock: dict[str, int] = {}
+    path_holders: list[tuple[int, LeaseSet]] = []
+
+    def hold(holder_id: int, leases: LeaseSet) -> None:
+        if leases.workspace is not None:
+            by_workspace.setdefault(leases.workspace, holder_id)
+        for name in leases.locks:
+            by_lock.setdefault(name, holder_id)
+        if leases.paths:
+            path_holders.append((holder_id, leases))
+
+    def blocker_of(leases: LeaseSet) -> tuple[int, str] | None:
+        if leases.workspace is not None and leases.workspace in by_workspace:
+            return by_workspace[leases.workspace], f"workspace {leases.workspace}"
+        for name in sorted(leases.locks):
+            if name in by_lock:
+                return by_lock[name], f"lock {name}"
+        if leases.paths:
+            for holder_id, other in path_holders:
+                if what := conflict(LeaseSet(paths=leases.paths), LeaseSet(paths=other.paths)):
+                    return holder_id, what
+        return None
+
+    for holder_id, leases in held:
+        hold(holder_id, leases)
     admitted: list[int] = []
     waiting: dict[int, str] = {}
     unblocked: list[int] = []
@@ -207,14 +235,7 @@ def admit(
         if leases.empty:
             (unblocked if full else admitted).append(run_id)
             continue
-        blocker = next(
-            (
-                (holder_id, what)
-                for holder_id, other in holders
-                if (what := conflict(leases, other))
-            ),
-            None,
-        )
+        blocker = blocker_of(leases)
         if blocker is not None:
             holder_id, what = blocker
             waiting[run_id] = f"{WAIT_PREFIX}{what} held by run {holder_id}"
@@ -222,5 +243,5 @@ def admit(
             unblocked.append(run_id)
         else:
             admitted.append(run_id)
-            holders.append((run_id, leases))
+            hold(run_id, leases)
     return Decision(admitted=admitted, waiting=waiting, unblocked=unblocked)

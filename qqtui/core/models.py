@@ -14,6 +14,12 @@ class RunRow(SQLModel, table=True):
     __tablename__ = "runs"
     __table_args__ = (
         Index("ix_runs_claim", "status", "not_before", "id"),
+        # The claim walks the queue in id order; this index serves that order directly
+        # (without it every claim sorted the whole queue: 4 ms at 20,000 queued).
+        Index("ix_runs_queue_order", "status", "id"),
+        # "Is any leased run due?" (asked by every claim) and the unleased claim's
+        # `leased = false ORDER BY id`: both answered from this index's prefix.
+        Index("ix_runs_queue_leased", "status", "leased", "id"),
         Index("ix_runs_worker", "worker_id", "status"),
         Index("ix_runs_session", "session_id"),
     )

@@ -365,6 +365,9 @@ V3_COLUMNS = (
 def _drop_v3_columns(conn) -> None:  # type: ignore[no-untyped-def]
     from sqlalchemy import text
 
+    # Indexes added later than v2 (one covers `leased`) did not exist in old files.
+    for index in ("ix_runs_queue_order", "ix_runs_queue_leased"):
+        conn.execute(text(f"DROP INDEX IF EXISTS {index}"))
     for column in V3_COLUMNS:
         conn.execute(text(f"ALTER TABLE runs DROP COLUMN {column}"))
 
