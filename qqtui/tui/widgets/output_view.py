@@ -297,6 +297,11 @@ class OutputView(ScrollView, can_focus=True):
         self._update_virtual_size()
         self.scroll_to(0, 0, animate=False, immediate=True, force=True)
         self.refresh()
+        # Showing nothing, the 10 Hz stat has nothing to watch: an idle app wakes less.
+        if self._index is None:
+            self._poll_timer.pause()
+        else:
+            self._poll_timer.resume()
         self._poll()
 
     def _poll(self) -> None:
