@@ -319,6 +319,10 @@ class Supervisor:
         self._apply_pending_ends()
         self._collect_ends()
         self.exiting_shims = [p for p in self.exiting_shims if p.poll() is None]
+        # Claim before the bookkeeping: a nudge from `add` is answered first, and slots
+        # freed by the ends just collected are refilled at once.
+        if claim and not self.stopping:
+            self._claim()
         self._act_on_requests()
         self._enforce_timeouts(now)
         self._advance_killers()
@@ -331,8 +335,6 @@ class Supervisor:
             self.recover()
             if self.store.shared:
                 self.rescue()
-        if claim and not self.stopping:
-            self._claim()
 
     # -- claiming and spawning
 
