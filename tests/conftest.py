@@ -76,13 +76,14 @@ class Workers:
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def start(self, *args: str) -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "qqtui", "worker", "--poll", "0.1", *args],
-            env=cli_env(self.home),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=open(self.home / f"worker-{len(self.procs)}.err", "wb"),  # noqa: SIM115
-        )
+        with open(self.home / f"worker-{len(self.procs)}.err", "wb") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "qqtui", "worker", "--poll", "0.1", *args],
+                env=cli_env(self.home),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+            )
         self.procs.append(proc)
         return proc
 

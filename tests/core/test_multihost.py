@@ -34,7 +34,7 @@ from qqtui.core.records import Status
 from qqtui.core.store import Store
 from qqtui.core.supervisor import DB_ERRORS, Supervisor, SupervisorConfig
 
-from ..conftest import cli_env, kill_home_processes, wait_for
+from ..conftest import Workers, cli_env, kill_home_processes, wait_for
 from .pgserver import fresh_schema, require_pg
 
 pytestmark = pytest.mark.postgres
@@ -59,15 +59,14 @@ def pg_store(pg_url: str) -> Iterator[Store]:
     store.close()
 
 
-class HostWorkers:
+class HostWorkers(Workers):
     """Real `qqtui worker` processes, each on a simulated host; reaped at teardown."""
 
     def __init__(self, home: Path, url: str) -> None:
-        self.home = home
+        super().__init__(home)
         self.url = url
-        self.procs: list[subprocess.Popen[bytes]] = []
 
-    def start(self, host: str, *args: str) -> subprocess.Popen[bytes]:
+    def start(self, host: str, *args: str) -> subprocess.Popen[bytes]:  # type: ignore[override]
         env = cli_env(self.home)
         env["QQTUI_DB"] = self.url
         log = open(self.home / f"worker-{host}-{len(self.procs)}.err", "wb")  # noqa: SIM115
@@ -81,17 +80,6 @@ class HostWorkers:
         log.close()
         self.procs.append(proc)
         return proc
-
-    def stop_all(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
 
 @pytest.fixture
