@@ -482,3 +482,25 @@ def test_demo_home_queues_every_demo_run(tmp_path: Path) -> None:
         assert fresh.home.name.startswith("qqtui-demo-") and fresh.home.is_dir()
     finally:
         fresh.home.rmdir()
+
+
+@pytest.mark.asyncio
+async def test_sessions_screen_shows_a_migrated_legacy_history(
+    tui_settings: Settings, tui_store: Store
+) -> None:
+    legacy = Path(tui_settings.home) / "oldbot"
+    legacy.mkdir()
+    original = json.dumps({"messages": [{"role": "user", "content": "from the old layout"}]})
+    (legacy / "history.json").write_text(original)
+    app = app_for(tui_settings, tui_store)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("s")
+        await wait_until(pilot, lambda: isinstance(app.screen, SessionsScreen))
+        await wait_until(pilot, lambda: "oldbot" in _screen_text(app), what="migrated session")
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, SessionScreen))
+        await wait_until(
+            pilot, lambda: "from the old layout" in _screen_text(app), what="its history"
+        )
+    assert (legacy / "history.json").read_text() == original  # the original is untouched
+    assert len(list((legacy / "sessions").iterdir())) == 1

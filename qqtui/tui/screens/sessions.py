@@ -20,6 +20,7 @@ from textual.widgets import DataTable, Footer, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
 from qqtui.core import launch
+from qqtui.core.profiles import migrate_all_legacy_histories
 from qqtui.core.records import Status
 from qqtui.core.sessions import OUTPUT_LOG, SessionError, SessionInfo, list_sessions, read_json
 from qqtui.tui.messages import IntentOutcome
@@ -115,6 +116,9 @@ class SessionsScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="sessions")
     def _load(self) -> None:
+        # Seed 000's single-file layout (<home>/<agent>/history.json) becomes a session
+        # the first time anyone looks; a cheap marker check afterwards.
+        migrate_all_legacy_histories(self.qq.home)
         found = list_sessions(self.qq.home)
         summaries = self.qq.monitor.snapshot.session_summaries()
         rows = []
