@@ -192,3 +192,55 @@ def test_ls_reads_without_importing_sqlalchemy(home: Path, qq) -> None:  # type:
     assert "HEAVY []" in proc.stderr, proc.stderr
     assert len(json.loads(proc.stdout)) == 1
     assert Snapshot(f"sqlite:///{home / 'qqtui.db'}").run(1) is not None
+
+
+def test_shell_agents_heartbeat_and_progress_inside_a_run(
+    qq,
+    home: Path,
+    db_url: str,
+    workers: Workers,  # type: ignore[no-untyped-def]
+) -> None:
+    me = f"{sys.executable} -m qqtui"
+    script = f'sleep 0.2; {me} heartbeat && {me} progress 0.4 "indexing files"'
+    run_id = int(qq("add", "--", "sh", "-c", script, check=True).stdout)
+    workers.start()
+    run = wait_for_status(db_url, run_id, {"succeeded"})
+    run_dir = home / "default" / "sessions" / run.session_id / "runs" / str(run_id)
+    progress = json.loads((run_dir / "progress.json").read_text())
+    assert progress["fraction"] == 0.4 and progress["message"] == "indexing files"
+    assert run.started_at is not None
+    assert (run_dir / "heartbeat").stat().st_mtime > run.started_at + 0.1  # touched by the run
+    # Outside a run there is nothing to heartbeat: one clear line.
+    assert "not inside a qqtui run" in one_error_line(qq("heartbeat"))
+    assert "not in the range" in one_error_line(qq("progress", "1.5"))
+
+
+def test_agent_profiles_shape_add_and_list(qq, home: Path, db_url: str) -> None:  # type: ignore[no-untyped-def]
+    (home / "config.toml").write_text(
+        "[agents.qq]\n"
+        'description = "the qq agent"\n'
+        'command = ["echo", "qq", "{args}"]\n'
+        'resume = ["echo", "resume", "{session_id}"]\n'
+        "timeout = 30\n"
+        'env = { QQ_MODEL = "small" }\n'
+    )
+    listed = json.loads(qq("agents", "--json", check=True).stdout)
+    assert listed == [
+        {
+            "name": "qq",
+            "description": "the qq agent",
+            "command": ["echo", "qq", "{args}"],
+            "resume": ["echo", "resume", "{session_id}"],
+            "timeout": 30,
+            "hung_after": None,
+            "env": ["QQ_MODEL"],
+        }
+    ]
+    added = json.loads(qq("add", "--json", "--agent", "qq", "--", "fix", "it", check=True).stdout)
+    assert added["argv"] == ["echo", "qq", "fix", "it"]
+    assert added["timeout_s"] == 30 and added["env"] == {"QQ_MODEL": "small"}
+    resumed = json.loads(qq("resume", "--json", added["session_id"], check=True).stdout)
+    assert resumed["argv"] == ["echo", "resume", added["session_id"]]
+    (home / "config.toml").write_text("[agents.qq]\ntimout = 3\n")
+    line = one_error_line(qq("add", "--agent", "qq", "--", "x"))
+    assert "config.toml:2" in line and "agents.qq.timout" in line and "unknown key" in line
