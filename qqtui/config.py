@@ -27,6 +27,17 @@ def resolve_home(home: str | os.PathLike[str] | None = None) -> Path:
     return Path(raw).expanduser().absolute()
 
 
+def sqlite_path(url: str) -> Path | None:
+    """The file a `sqlite:///PATH` URL names; None for other databases and in-memory ones."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix):
+        return None
+    raw = url[len(prefix) :].split("?", 1)[0]
+    if raw in ("", ":memory:"):
+        return None
+    return Path(raw)
+
+
 def default_db_url(home: Path) -> str:
     return f"sqlite:///{home / 'qqtui.db'}"
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Update, create_engine, event, or_, select, text, update
 
+from qqtui.config import sqlite_path
 from qqtui.core.models import runs_table
 from qqtui.core.records import QqError, Status
 
@@ -59,16 +60,6 @@ def make_engine(url: str) -> Engine:
 
 
 # --- SQLite ------------------------------------------------------------------------------
-
-
-def sqlite_path(url: str) -> Path | None:
-    prefix = "sqlite:///"
-    if not url.startswith(prefix):
-        return None
-    raw = url[len(prefix) :].split("?", 1)[0]
-    if raw in ("", ":memory:"):
-        return None
-    return Path(raw)
 
 
 def _prepare_sqlite_file(path: Path) -> None:

@@ -10,9 +10,9 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable
 from contextlib import closing
-from pathlib import Path
 from typing import Any
 
+from qqtui.config import sqlite_path
 from qqtui.core.records import EventRecord, QqError, RunRecord, Status
 
 
@@ -20,21 +20,12 @@ class SnapshotError(QqError):
     pass
 
 
-def _sqlite_file(url: str) -> Path | None:
-    prefix = "sqlite:///"
-    if url.startswith(prefix):
-        raw = url[len(prefix) :].split("?", 1)[0]
-        if raw and raw != ":memory:":
-            return Path(raw)
-    return None
-
-
 class Snapshot:
     """Reads runs and events; cheap to construct, one connection per call."""
 
     def __init__(self, db_url: str) -> None:
         self.db_url = db_url
-        self.path = _sqlite_file(db_url)
+        self.path = sqlite_path(db_url)
         self._shared_store: Any = None
 
     def _query(self, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
