@@ -20,6 +20,9 @@ from qqtui import __version__
 from qqtui.config import Settings, resolve_settings
 from qqtui.core.records import FINAL_STATUSES, QqError, RunRecord, Status
 
+# The app's pure formatter (no Textual in that module): CLI and app say durations alike.
+from qqtui.tui.widgets.formatting import duration as human_duration
+
 if TYPE_CHECKING:
     from qqtui.core.store import Store
 
@@ -70,19 +73,6 @@ def parse_run_id(value: str) -> int:
     if run_id <= 0:
         fail(f"invalid run id {value!r}: expected a positive number")
     return run_id
-
-
-def human_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    seconds = max(0.0, seconds)
-    if seconds < 60:
-        return f"{seconds:.0f}s" if seconds >= 10 else f"{seconds:.1f}s"
-    if seconds < 3600:
-        return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
-    if seconds < 86400:
-        return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"
-    return f"{int(seconds // 86400)}d{int(seconds % 86400 // 3600):02d}h"
 
 
 def outcome(run: RunRecord) -> str:
