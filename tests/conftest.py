@@ -113,7 +113,7 @@ def kill_home_processes(home: Path) -> None:
 
     for proc in psutil.process_iter():
         with contextlib.suppress(psutil.Error):
-            if proc.environ().get("QQ_HOME") == str(home):
+            if proc.pid != os.getpid() and proc.environ().get("QQ_HOME") == str(home):
                 proc.kill()
 
 

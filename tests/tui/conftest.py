@@ -3,8 +3,6 @@ and a helper that waits for a condition while the app keeps running."""
 
 from __future__ import annotations
 
-import contextlib
-import os
 import signal
 import subprocess
 import sys
@@ -12,7 +10,6 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import psutil
 import pytest
 from textual.pilot import Pilot
 
@@ -20,13 +17,12 @@ from qqtui.config import Settings
 from qqtui.core.records import Status
 from qqtui.core.snapshot import Snapshot
 from qqtui.core.store import Store
+from tests.conftest import cli_env, kill_home_processes
 
 
 @pytest.fixture
-def tui_home(tmp_path: Path) -> Path:
-    path = tmp_path / "home"
-    path.mkdir(mode=0o700)
-    return path
+def tui_home(home: Path) -> Path:
+    return home
 
 
 @pytest.fixture
@@ -35,24 +31,12 @@ def tui_settings(tui_home: Path) -> Settings:
 
 
 @pytest.fixture
-def tui_store(tui_settings: Settings) -> Iterator[Store]:
-    store = Store.open(tui_settings.db_url, actor="test")
-    yield store
-    store.close()
+def tui_store(store: Store) -> Store:
+    return store
 
 
-def clean_env(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("QQ_", "QQTUI_"))}
-    env["QQ_HOME"] = str(home)
-    return env
-
-
-def kill_home_processes(home: Path) -> None:
-    """Leave no process of this test's runs (or workers) behind, whatever the test did."""
-    for proc in psutil.process_iter():
-        with contextlib.suppress(psutil.Error):
-            if proc.pid != os.getpid() and proc.environ().get("QQ_HOME") == str(home):
-                proc.kill()
+# The app tests' names for the shared helpers.
+clean_env = cli_env
 
 
 @pytest.fixture
