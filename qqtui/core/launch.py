@@ -179,8 +179,10 @@ def submit_run(
                 with contextlib.suppress(OSError):
                     session_path.rmdir()
             raise
-    _record_in_meta(session_path, run)
+    # Wake the workers before the bookkeeping below: the run is claimable from here on,
+    # and its session's meta.json (two fsyncs) is only for people and `resume`.
     wake_workers(store)
+    _record_in_meta(session_path, run)
     return run
 
 

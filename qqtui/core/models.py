@@ -12,15 +12,17 @@ SCHEMA_VERSION = 3
 
 class RunRow(SQLModel, table=True):
     __tablename__ = "runs"
+    # Every index holding `status` is rewritten by every transition, and on SQLite a
+    # claim's commit costs about one page write per index it touches: keep them few.
+    # Queries by worker or host always ask for running runs too, which the status
+    # prefix of these indexes already narrows to a handful of rows.
     __table_args__ = (
-        Index("ix_runs_claim", "status", "not_before", "id"),
-        # The claim walks the queue in id order; this index serves that order directly
-        # (without it every claim sorted the whole queue: 4 ms at 20,000 queued).
-        Index("ix_runs_queue_order", "status", "id"),
-        # "Is any leased run due?" (asked by every claim) and the unleased claim's
-        # `leased = false ORDER BY id`: both answered from this index's prefix.
+        # The claim walks the queue in id order: "is any leased run due?" (asked by
+        # every claim), the unleased claim's `leased = false ORDER BY id`, and the
+        # lease-aware claim's two id-ordered ranges all read this index in order
+        # (without it every claim sorted the whole queue: 4 ms at 20,000 queued). Its
+        # status prefix also finds the running runs of a worker or host.
         Index("ix_runs_queue_leased", "status", "leased", "id"),
-        Index("ix_runs_worker", "worker_id", "status"),
         Index("ix_runs_session", "session_id"),
     )
 
@@ -134,6 +136,9 @@ class MetaRow(SQLModel, table=True):
 
 
 runs_table = RunRow.__table__  # type: ignore[attr-defined]
+# Indexes of earlier versions that cost every transition more than they saved; the
+# store drops them from existing databases (an older qqtui re-creates them: harmless).
+RETIRED_RUN_INDEXES = ("ix_runs_claim", "ix_runs_worker", "ix_runs_queue_order")
 events_table = EventRow.__table__  # type: ignore[attr-defined]
 workers_table = WorkerRow.__table__  # type: ignore[attr-defined]
 meta_table = MetaRow.__table__  # type: ignore[attr-defined]

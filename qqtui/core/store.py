@@ -32,8 +32,14 @@ from sqlmodel import SQLModel
 
 from qqtui.core.clock import ServerClock
 from qqtui.core.dialects import (
+    RUN_COLUMNS,
+    ClaimSQL,
+    HeldConnection,
     StoreError,
-    claim_statement,
+    claim_event_reason,
+    claim_sql,
+    driver_cursor,
+    driver_sql,
     forget_engine,
     is_postgres,
     lock_lease_claims,
@@ -44,6 +50,7 @@ from qqtui.core.dialects import (
 )
 from qqtui.core.leases import WAIT_PREFIX, LeaseSet, admit
 from qqtui.core.models import (
+    RETIRED_RUN_INDEXES,
     SCHEMA_VERSION,
     events_table,
     meta_table,
@@ -94,6 +101,27 @@ _ATTEMPT_FIELDS_RESET: dict[str, Any] = {
 }
 
 
+_SELECT_RUNS = f"SELECT {', '.join(RUN_COLUMNS)} FROM runs"
+_INSERT_EVENT = (
+    "INSERT INTO events (run_id, at, kind, from_status, to_status, reason, actor, host)"
+    " VALUES (:run_id, :at, :kind, :from_status, :to_status, :reason, :actor, :host)"
+)
+_SCALAR_COLUMNS = frozenset(RUN_COLUMNS) - {"argv", "env", "locks", "paths"}
+
+
+def _assignments(values: dict[str, Any]) -> str:
+    """`col = :set_col, ...` for a driver-level UPDATE of scalar run columns (the
+    names come from this module, never from input; JSON columns go through Core)."""
+    unknown = set(values) - _SCALAR_COLUMNS
+    if unknown:
+        raise ValueError(f"not a scalar run column: {sorted(unknown)}")
+    return ", ".join(f"{name} = :set_{name}" for name in values)
+
+
+def _set_params(values: dict[str, Any]) -> dict[str, Any]:
+    return {f"set_{name}": value for name, value in values.items()}
+
+
 # --- engine setup lives in dialects.py, the one place that knows about dialects --------
 
 
@@ -128,6 +156,7 @@ class Store:
         # Test seam: called between an optimistic read and its conditional write, so a
         # test can commit a real competing write in that window.
         self._between_read_and_write: Callable[[int], None] | None = None
+        self._claims = HeldConnection(engine)
 
     # -- lifecycle
 
@@ -181,6 +210,8 @@ class Store:
                 # arrived after a database was made are created here (idempotent).
                 for index in runs_table.indexes:
                     index.create(conn, checkfirst=True)
+                for name in RETIRED_RUN_INDEXES:
+                    conn.execute(text(f"DROP INDEX IF EXISTS {name}"))
                 if found is None:
                     conn.execute(
                         meta_table.insert().values(key="schema_version", value=str(SCHEMA_VERSION))
@@ -191,6 +222,7 @@ class Store:
             raise StoreError(f"cannot use database {_safe_url(self)}: {_db_error(exc)}") from exc
 
     def close(self) -> None:
+        self._claims.close()
         forget_engine(self.engine)
 
     @contextlib.contextmanager
@@ -219,17 +251,19 @@ class Store:
         actor: str | None = None,
         at: float | None = None,
     ) -> None:
-        conn.execute(
-            events_table.insert().values(
-                run_id=run_id,
-                at=at if at is not None else self.clock(),
-                kind=kind,
-                from_status=from_status,
-                to_status=to_status,
-                reason=reason,
-                actor=actor or self.actor,
-                host=self.host,
-            )
+        self._execute(
+            conn,
+            _INSERT_EVENT,
+            {
+                "run_id": run_id,
+                "at": at if at is not None else self.clock(),
+                "kind": kind,
+                "from_status": from_status,
+                "to_status": to_status,
+                "reason": reason,
+                "actor": actor or self.actor,
+                "host": self.host,
+            },
         )
 
     def add_event(self, run_id: int, kind: str, reason: str, actor: str | None = None) -> None:
@@ -253,10 +287,10 @@ class Store:
             return self._get(conn, run_id)
 
     def _get(self, conn: Connection, run_id: int) -> RunRecord:
-        row = conn.execute(select(runs_table).where(runs_table.c.id == run_id)).mappings().first()
-        if row is None:
+        runs = self._select_runs(conn, "id = :id", {"id": run_id})
+        if not runs:
             raise NotFoundError(f"no run with id {run_id}")
-        return RunRecord.from_row(row)
+        return runs[0]
 
     def list_runs(
         self,
@@ -267,22 +301,50 @@ class Store:
         host: str | None = None,
         limit: int | None = None,
     ) -> list[RunRecord]:
-        query = select(runs_table).order_by(runs_table.c.id)
+        clauses: list[str] = []
+        params: dict[str, Any] = {}
         if statuses is not None:
-            query = query.where(runs_table.c.status.in_([str(s) for s in statuses]))
-        if session_id is not None:
-            query = query.where(runs_table.c.session_id == session_id)
-        if worker_id is not None:
-            query = query.where(runs_table.c.worker_id == worker_id)
-        if host is not None:
-            query = query.where(runs_table.c.host == host)
+            wanted = sorted({str(s) for s in statuses})
+            if not wanted:
+                return []
+            params.update({f"status_{i}": s for i, s in enumerate(wanted)})
+            clauses.append(f"status IN ({', '.join(f':status_{i}' for i in range(len(wanted)))})")
+        for column, value in (("session_id", session_id), ("worker_id", worker_id), ("host", host)):
+            if value is not None:
+                clauses.append(f"{column} = :{column}")
+                params[column] = value
+        where = " AND ".join(clauses) or "1 = 1"
         if limit is not None:
-            query = query.order_by(None).order_by(runs_table.c.id.desc()).limit(limit)
+            where += " ORDER BY id DESC LIMIT :limit"
+            params["limit"] = limit
+        else:
+            where += " ORDER BY id"
         with self._read() as conn:
-            runs = [RunRecord.from_row(r) for r in conn.execute(query).mappings()]
+            runs = self._select_runs(conn, where, params)
         if limit is not None:
             runs.reverse()
         return runs
+
+    # -- driver-level statements (see dialects.driver_cursor for why)
+
+    def _execute(self, conn: Connection, sql: str, params: dict[str, Any]) -> int:
+        """Run one statement written with `:name` parameters; returns its row count."""
+        with driver_cursor(conn) as cur:
+            cur.execute(driver_sql(conn.dialect.name, sql), params)
+            return int(cur.rowcount)
+
+    def _select_runs(
+        self, conn: Connection, where: str, params: dict[str, Any], *, sql: str | None = None
+    ) -> list[RunRecord]:
+        """Records of `SELECT <every run column> FROM runs WHERE <where>` (or of `sql`,
+        an UPDATE ... RETURNING the same columns)."""
+        with driver_cursor(conn) as cur:
+            cur.execute(
+                driver_sql(conn.dialect.name, sql or f"{_SELECT_RUNS} WHERE {where}"), params
+            )
+            return [
+                RunRecord.from_row(dict(zip(RUN_COLUMNS, r, strict=True))) for r in cur.fetchall()
+            ]
 
     def count_by_status(self) -> dict[Status, int]:
         with self._read() as conn:
@@ -441,7 +503,7 @@ class Store:
         """Atomically move up to `limit` due queued runs to running for `worker_id`.
 
         Runs without leases: one conditional UPDATE ... RETURNING (see
-        `dialects.claim_statement`). Once a due run has leases, the claim chooses in
+        `dialects.claim_sql`). Once a due run has leases, the claim chooses in
         Python inside the same transaction, serialised with every other lease claim
         (SQLite: BEGIN IMMEDIATE; PostgreSQL: a transaction-scoped advisory lock), so
         the leases it compares against cannot change until it commits: two
@@ -452,7 +514,82 @@ class Store:
             return []
         now = self.clock()
         token = uuid.uuid4().hex
-        values = {
+        actor = f"worker:{worker_id}"
+        params = {
+            "now": now,
+            "limit": limit,
+            "worker": worker_id,
+            "host": self.host,
+            "token": token,
+            "actor": actor,
+        }
+        sql = claim_sql(self.engine.dialect.name)
+        claim_unleased = self._claim_alone if sql.single_statement else self._claim_in_transaction
+        leased_due, rows = claim_unleased(sql, params)
+        if leased_due:
+            rows = self._claim_leased(worker_id, limit, now, token)
+        return sorted((RunRecord.from_row(r) for r in rows), key=lambda r: r.id)
+
+    def _claim_alone(self, sql: ClaimSQL, params: dict[str, Any]) -> tuple[bool, list[Any]]:
+        """PostgreSQL: check, claim and log in one self-committing statement."""
+        with self._claims.transaction() as cur:
+            cur.execute(sql.claim, params)
+            result = cur.fetchall()
+        leased_due = bool(result and result[0][0])
+        rows = [dict(zip(RUN_COLUMNS, r[1:], strict=True)) for r in result if r[1] is not None]
+        return leased_due, rows
+
+    def _claim_in_transaction(
+        self, sql: ClaimSQL, params: dict[str, Any]
+    ) -> tuple[bool, list[Any]]:
+        """SQLite: check, claim and log in one BEGIN IMMEDIATE transaction."""
+        assert sql.leased_due is not None and sql.events is not None
+        with self._claims.transaction() as cur:
+            cur.execute(sql.leased_due, params)
+            if cur.fetchone() is not None:
+                return True, []
+            cur.execute(sql.claim, params)
+            rows = [dict(zip(RUN_COLUMNS, r, strict=True)) for r in cur.fetchall()]
+            if rows:
+                cur.executemany(
+                    sql.events,
+                    [
+                        {
+                            "run_id": row["id"],
+                            "now": params["now"],
+                            "reason": claim_event_reason(params["worker"], row["attempt"]),
+                            "actor": params["actor"],
+                            "host": params["host"],
+                        }
+                        for row in rows
+                    ],
+                )
+        return False, rows
+
+    def _claim_leased(self, worker_id: str, limit: int, now: float, token: str) -> list[Any]:
+        """The claim while a due run has leases: chosen in Python, under the lease lock."""
+        with self._write() as conn:
+            rows = self._claim_with_leases(
+                conn, limit, now, self._claim_values(worker_id, token, now)
+            )
+            for row in rows:
+                held = LeaseSet.of_row(row).describe()
+                self._event(
+                    conn,
+                    row["id"],
+                    "transition",
+                    from_status="queued",
+                    to_status="running",
+                    reason=claim_event_reason(worker_id, row["attempt"])
+                    + (f"; holds {held}" if held else ""),
+                    actor=f"worker:{worker_id}",
+                    at=now,
+                )
+        return rows
+
+    def _claim_values(self, worker_id: str, token: str, now: float) -> dict[str, Any]:
+        """What a claim sets (the lease-aware path; `dialects.claim_sql` sets the same)."""
+        return {
             "status": str(Status.RUNNING),
             "worker_id": worker_id,
             "host": self.host,
@@ -466,27 +603,6 @@ class Store:
             "reason": None,
             "version": runs_table.c.version + 1,
         }
-        dialect = self.engine.dialect.name
-        with self._write() as conn:
-            if self._leased_run_due(conn, now):
-                rows = self._claim_with_leases(conn, limit, now, values)
-            else:
-                stmt = claim_statement(dialect, limit, now, values, unleased_only=True)
-                rows = list(conn.execute(stmt).mappings())
-            for row in rows:
-                held = LeaseSet.of_row(row).describe()
-                self._event(
-                    conn,
-                    row["id"],
-                    "transition",
-                    from_status="queued",
-                    to_status="running",
-                    reason=f"claimed by worker {worker_id} (attempt {row['attempt']})"
-                    + (f"; holds {held}" if held else ""),
-                    actor=f"worker:{worker_id}",
-                    at=now,
-                )
-        return sorted((RunRecord.from_row(r) for r in rows), key=lambda r: r.id)
 
     @staticmethod
     def _due(now: float) -> list[Any]:
@@ -494,14 +610,6 @@ class Store:
             runs_table.c.status == str(Status.QUEUED),
             or_(runs_table.c.not_before.is_(None), runs_table.c.not_before <= now),
         ]
-
-    def _leased_run_due(self, conn: Connection, now: float) -> bool:
-        return (
-            conn.execute(
-                select(runs_table.c.id).where(*self._due(now), runs_table.c.leased).limit(1)
-            ).first()
-            is not None
-        )
 
     def _claim_with_leases(
         self, conn: Connection, limit: int, now: float, values: dict[str, Any]
@@ -515,16 +623,22 @@ class Store:
             runs_table.c.locks,
             runs_table.c.paths,
         ]
-        candidates_q = (
-            select(*lease_cols, runs_table.c.reason)
-            .where(*self._due(now))
-            .order_by(runs_table.c.id)
-            .limit(LEASE_SCAN_LIMIT)
-        )
-        if is_postgres(conn):
-            # Rows a concurrent unleased claim is taking are skipped, never waited on.
-            candidates_q = candidates_q.with_for_update(skip_locked=True)
-        candidates = list(conn.execute(candidates_q).mappings())
+        # The first LEASE_SCAN_LIMIT due runs in id order, leased or not: read as two
+        # id-ordered ranges of the (status, leased, id) index and merged here, which
+        # costs two short index walks instead of sorting the whole queue.
+        candidates: list[Any] = []
+        for leased in (False, True):
+            part = (
+                select(*lease_cols, runs_table.c.reason)
+                .where(*self._due(now), runs_table.c.leased == leased)
+                .order_by(runs_table.c.id)
+                .limit(LEASE_SCAN_LIMIT)
+            )
+            if is_postgres(conn):
+                # Rows a concurrent unleased claim is taking are skipped, never waited on.
+                part = part.with_for_update(skip_locked=True)
+            candidates += conn.execute(part).mappings()
+        candidates = sorted(candidates, key=lambda c: c["id"])[:LEASE_SCAN_LIMIT]
         held = conn.execute(
             select(*lease_cols).where(
                 runs_table.c.status == str(Status.RUNNING), runs_table.c.leased
@@ -579,16 +693,15 @@ class Store:
 
     def _owner_update(self, run_id: int, token: str, **values: Any) -> bool:
         with self._write() as conn:
-            result = conn.execute(
-                update(runs_table)
-                .where(
-                    runs_table.c.id == run_id,
-                    runs_table.c.claim_token == token,
-                    runs_table.c.status == str(Status.RUNNING),
+            return (
+                self._execute(
+                    conn,
+                    f"UPDATE runs SET {_assignments(values)} WHERE id = :id"
+                    " AND claim_token = :token AND status = 'running'",
+                    {**_set_params(values), "id": run_id, "token": token},
                 )
-                .values(**values)
+                == 1
             )
-            return result.rowcount == 1
 
     def record_spawn(
         self,
@@ -663,15 +776,13 @@ class Store:
         """One statement for every run this worker supervises."""
         if not run_ids:
             return
+        ids = {f"id_{i}": run_id for i, run_id in enumerate(run_ids)}
         with self._write() as conn:
-            conn.execute(
-                update(runs_table)
-                .where(
-                    runs_table.c.worker_id == worker_id,
-                    runs_table.c.status == str(Status.RUNNING),
-                    runs_table.c.id.in_(list(run_ids)),
-                )
-                .values(heartbeat_at=self.clock())
+            self._execute(
+                conn,
+                "UPDATE runs SET heartbeat_at = :now WHERE worker_id = :worker"
+                f" AND status = 'running' AND id IN ({', '.join(f':{k}' for k in ids)})",
+                {**ids, "now": self.clock(), "worker": worker_id},
             )
 
     # -- transitions
@@ -704,30 +815,24 @@ class Store:
                 )
             if self._between_read_and_write is not None:
                 self._between_read_and_write(run_id)
-            conditions = [
-                runs_table.c.id == run_id,
-                runs_table.c.status == str(current.status),
-                runs_table.c.version == current.version,
-            ]
-            if token is not None:
-                conditions.append(runs_table.c.claim_token == token)
+            sets = {"status": str(new), "reason": reason, **(values or {})}
+            fenced = " AND claim_token = :token" if token is not None else ""
             with self._write() as conn:
-                row = (
-                    conn.execute(
-                        update(runs_table)
-                        .where(and_(*conditions))
-                        .values(
-                            status=str(new),
-                            version=runs_table.c.version + 1,
-                            reason=reason,
-                            **(values or {}),
-                        )
-                        .returning(runs_table)
-                    )
-                    .mappings()
-                    .first()
+                updated = self._select_runs(
+                    conn,
+                    "",
+                    {
+                        **_set_params(sets),
+                        "id": run_id,
+                        "old_status": str(current.status),
+                        "old_version": current.version,
+                        "token": token,
+                    },
+                    sql=f"UPDATE runs SET {_assignments(sets)}, version = version + 1"
+                    f" WHERE id = :id AND status = :old_status AND version = :old_version"
+                    f"{fenced} RETURNING {', '.join(RUN_COLUMNS)}",
                 )
-                if row is None:
+                if not updated:
                     continue  # lost the race: re-read and decide again
                 self._event(
                     conn,
@@ -738,7 +843,7 @@ class Store:
                     reason=reason,
                     actor=actor,
                 )
-                return RunRecord.from_row(row)
+                return updated[0]
         raise UpdateConflictError(
             f"run {run_id} kept changing under us; gave up after {MAX_RACE_RETRIES} retries"
         )
@@ -1139,6 +1244,20 @@ class Store:
                 .first()
             )
         return OutputTail.from_row(row) if row is not None else None
+
+    def prune_output_tails(self, keep_s: float) -> int:
+        """Drop the stored output tails of runs that ended more than `keep_s` ago (or
+        are gone); returns how many. A finished remote run's tail stays viewable for
+        a while; then it is 64 KiB per run that nobody will read."""
+        finals = ", ".join(f"'{s}'" for s in sorted(str(s) for s in FINAL_STATUSES))
+        with self._write() as conn:
+            return self._execute(
+                conn,
+                "DELETE FROM run_outputs WHERE run_id IN (SELECT id FROM runs WHERE"
+                f" status IN ({finals}) AND finished_at < :cutoff)"
+                " OR run_id NOT IN (SELECT id FROM runs)",
+                {"cutoff": self.clock() - keep_s},
+            )
 
     def server_time(self) -> float:
         """Now, by the clock this store decides by (the server's on PostgreSQL)."""

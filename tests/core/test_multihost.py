@@ -16,7 +16,6 @@ import multiprocessing
 import os
 import select
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -35,7 +34,7 @@ from qqtui.core.store import Store
 from qqtui.core.supervisor import DB_ERRORS, Supervisor, SupervisorConfig
 
 from ..conftest import Workers, cli_env, kill_home_processes, wait_for
-from .pgserver import fresh_schema, require_pg
+from .pgserver import TcpRelay, fresh_schema, require_pg
 
 pytestmark = pytest.mark.postgres
 
@@ -305,65 +304,28 @@ def test_dead_hosts_runs_are_rescued_after_the_horizon_and_never_signalled_by_an
     )
     assert done.status is Status.CANCELLED  # type: ignore[union-attr]
     assert host_b.poll() is None and host_c.poll() is None
+    # Host a comes back: its new worker stops what host a's ended attempts left running
+    # there, and nothing of the attempt that runs on now (attempt 2 of `retried`).
+    hosts.start("host-a", "-j", "2", "--rescue-after", str(horizon))
+    for record in before.values():
+        wait_for(
+            lambda r=record: not _alive(r.pid, r.pid_create_time),
+            30,
+            what=f"run {record.id}'s leftover attempt to be stopped",
+        )
+    stopped = [e for e in pg_store.events(doomed.id) if e.kind == "strays_stopped"]
+    assert stopped and stopped[0].host == "host-a"
+    assert _alive(again.pid, again.pid_create_time)  # type: ignore[union-attr]
 
 
 # --- the database goes away between a run's end and its recording ------------------------
-
-
-class CuttableProxy:
-    """A TCP relay in front of the real server whose connections can be cut, to take
-    the database away from one in-process worker without disturbing anyone else."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.target = (host, port)
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.up = True
-        self.conns: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            if not self.up:
-                client.close()  # the client sees the server close on it: unreachable
-                continue
-            upstream = socket.create_connection(self.target)
-            self.conns += [client, upstream]
-            for src, dst in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
-
-    @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        for sock in (src, dst):
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-
-    def cut(self) -> None:
-        self.up = False
-        for sock in self.conns:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-        self.conns = []
-
-    def close(self) -> None:
-        self.cut()
-        self.listener.close()
 
 
 def test_an_end_that_cannot_be_written_waits_in_memory_and_is_applied_on_reconnect(
     home: Path, pg_url: str, pg_store: Store
 ) -> None:
     real = make_url(pg_url)
-    proxy = CuttableProxy(real.host or "127.0.0.1", real.port or 5432)
+    proxy = TcpRelay((real.host or "127.0.0.1", real.port or 5432))
     proxied = real.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
     sup = Supervisor(
         Store.open(proxied, host="host-p", actor="worker"),
@@ -378,12 +340,12 @@ def test_an_end_that_cannot_be_written_waits_in_memory_and_is_applied_on_reconne
         assert tracked.spawned is not None
         ready, _, _ = select.select([tracked.spawned.report_fd], [], [], 10)
         assert ready, "the shim never answered"
-        proxy.cut()
+        proxy.stop()
         with pytest.raises(DB_ERRORS):
             sup.tick()  # records nothing: the end waits in memory
         assert run.id in sup.pending_ends and run.id not in sup.tracked
         assert pg_store.get_run(run.id).status is Status.RUNNING
-        proxy.up = True
+        proxy.start()
         sup.tick()
         assert sup.pending_ends == {}
         done = pg_store.get_run(run.id)
@@ -391,10 +353,10 @@ def test_an_end_that_cannot_be_written_waits_in_memory_and_is_applied_on_reconne
         moves = [(e.from_status, e.to_status) for e in pg_store.events(run.id) if e.to_status]
         assert moves == [(None, "queued"), ("queued", "running"), ("running", "failed")]
     finally:
-        proxy.up = True
+        proxy.start()
         with contextlib.suppress(Exception):
             sup.shutdown()
-        proxy.close()
+        proxy.stop()
         sup.store.close()
 
 

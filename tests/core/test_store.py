@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from qqtui.core.leases import LeaseSet
 from qqtui.core.records import (
     TRANSITIONS,
     IllegalTransitionError,
@@ -21,7 +22,7 @@ from qqtui.core.records import (
     UpdateConflictError,
     transition_allowed,
 )
-from qqtui.core.snapshot import Snapshot
+from qqtui.core.snapshot import RunLine, Snapshot
 from qqtui.core.store import Store, StoreError
 
 from .pgserver import fresh_schema
@@ -66,6 +67,26 @@ def test_add_claim_finish_records_every_transition_with_its_event(store: Store) 
     assert done.status is Status.SUCCEEDED and done.exit_code == 0 and done.finished_at
     moves = [(e.from_status, e.to_status) for e in store.events(run.id)]
     assert moves == [(None, "queued"), ("queued", "running"), ("running", "succeeded")]
+    # The claim's event is written by the claim statement itself on PostgreSQL and by
+    # the store on SQLite: the same row either way.
+    claim_event = store.events(run.id)[1]
+    assert claim_event.kind == "transition"
+    assert claim_event.reason == "claimed by worker w1 (attempt 1)"
+    assert claim_event.actor == "worker:w1" and claim_event.host == store.host
+    assert claim_event.at == claimed.started_at
+
+
+def test_claim_leaves_runs_behind_a_due_leased_run_to_the_lease_aware_path(
+    store: Store,
+) -> None:
+    """While a run with leases is due, the one-statement claim takes nothing; the
+    lease-aware path then claims in queue order, leased or not."""
+    leased = add(store, leases=LeaseSet(locks=frozenset({"db"})))
+    plain = add(store)
+    first = store.claim_runs("w1", 1)
+    assert [r.id for r in first] == [leased.id]
+    assert "holds lock db" in (store.events(leased.id)[1].reason or "")
+    assert [r.id for r in store.claim_runs("w1", 1)] == [plain.id]
 
 
 def test_transitions_are_written_down_once_and_enforced(store: Store) -> None:
@@ -223,6 +244,15 @@ def test_snapshot_reads_the_same_records_as_the_store(store: Store, db_url: str)
     assert snap.run(run.id) == store.get_run(run.id)
     assert snap.events(run.id) == store.events(run.id)
     assert [r.id for r in snap.runs([Status.RUNNING])] == [run.id]
+    # `ls` reads narrow lines and `ls --json` plain dicts, not records: the same data.
+    other = add(store, name="y", leases=LeaseSet(locks=frozenset({"db"})))
+    store.request_cancel(other.id)
+    records = store.list_runs()
+    assert snap.run_lines() == [RunLine.of(r) for r in records]
+    assert snap.run_lines([Status.CANCELLED]) == [RunLine.of(store.get_run(other.id))]
+    assert snap.run_lines(hosts=[store.host]) == [RunLine.of(store.get_run(run.id))]
+    assert snap.runs_json() == [r.to_json() for r in records]
+    assert snap.runs_json([Status.RUNNING]) == [store.get_run(run.id).to_json()]
 
 
 def test_record_fields_match_the_table_columns(backend: str) -> None:
@@ -329,6 +359,27 @@ def test_output_tail_is_kept_capped_and_fenced(store: Store) -> None:
         run.id, "stale", attempt=1, log_path="/x", size=1, tail=b"z"
     )
     assert store.output_tail(run.id).tail == b"abc"  # type: ignore[union-attr]
+
+
+def test_output_tails_of_runs_that_ended_long_ago_are_pruned(store: Store) -> None:
+    clock = [1_000_000.0]
+    timed = _fake_clock_store(store, store.host, clock)
+    old, recent, running, deleted = (add(timed) for _ in range(4))
+    tokens = {r.id: r.claim_token or "" for r in timed.claim_runs("w1", 4)}
+    for run_id, token in tokens.items():
+        assert timed.record_output_tail(run_id, token, attempt=1, log_path="/x", size=1, tail=b"t")
+    timed.finish_run(old.id, tokens[old.id], Status.SUCCEEDED, reason="exit 0")
+    clock[0] += 3600
+    timed.finish_run(recent.id, tokens[recent.id], Status.FAILED, reason="exit 1")
+    timed.finish_run(deleted.id, tokens[deleted.id], Status.FAILED, reason="exit 1")
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql(f"DELETE FROM runs WHERE id = {deleted.id}")
+    clock[0] += 60
+    assert timed.prune_output_tails(keep_s=600) == 2  # the old one, and the vanished one
+    assert timed.output_tail(old.id) is None and timed.output_tail(deleted.id) is None
+    assert timed.output_tail(recent.id) is not None
+    assert timed.output_tail(running.id) is not None
+    assert timed.prune_output_tails(keep_s=600) == 0
 
 
 def test_schema_version_1_is_migrated(store: Store, db_url: str) -> None:
