@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import math
 import os
 import random
 import select
@@ -41,6 +42,7 @@ from qqtui.core.procs import (
 )
 from qqtui.core.records import (
     IllegalTransitionError,
+    NotFoundError,
     QqError,
     RunRecord,
     StaleClaimError,
@@ -48,6 +50,7 @@ from qqtui.core.records import (
     WorkerRecord,
 )
 from qqtui.core.store import OUTPUT_TAIL_BYTES, Store
+from qqtui.core.strays import end_strays, find_strays
 from qqtui.core.wakeup import WakeSocket
 
 log = logging.getLogger("qqtui.supervisor")
@@ -83,6 +86,8 @@ class SupervisorConfig:
     # runs on any host are rescued (see Store.rescue_dead_workers).
     rescue_after_s: float = 60.0
     output_tail_s: float = 1.0  # shared stores: a running run's output tail, at most this often
+    output_tail_keep_s: float = 7 * 86400.0  # ... and an ended run's, kept this long
+    prune_s: float = 600.0  # how often a worker drops the expired ones
     db_retry_base_s: float = 0.5  # database unreachable: first wait, doubling, with jitter
     db_retry_cap_s: float = 30.0
 
@@ -153,6 +158,7 @@ class Supervisor:
     pending_ends: dict[int, Callable[[], None]] = field(default_factory=dict)
     _db_ok_since: float | None = None  # monotonic time since the database answers
     _last_rescue: float = 0.0
+    _last_prune: float = -math.inf  # the first rescue pass prunes too
     _db_failures: int = 0
 
     def now(self) -> float:
@@ -181,8 +187,42 @@ class Supervisor:
         if self._wake is None:
             self._wake = WakeSocket(str(self.store.engine.url), self.worker_id)
         self.recover()
+        self._end_strays()
         self._db_ok()
         return record
+
+    def _end_strays(self) -> None:
+        """End processes on this host whose attempt ended while no worker ran here
+        (another host declared this one dead, see strays.py). After `recover`, which
+        adopts whatever still legitimately runs."""
+
+        def current(run_ids: list[int]) -> dict[int, RunRecord]:
+            found = {}
+            for run_id in run_ids:
+                with contextlib.suppress(NotFoundError):
+                    found[run_id] = self.store.get_run(run_id)
+            return found
+
+        workers = {w.id: w for w in self.store.workers(host=self.store.host)}
+        for found in find_strays(self.home, self.store.host, current):
+            run = found.run
+            owner = workers.get(run.worker_id or "") if run is not None else None
+            if owner is not None and owner.id != self.worker_id and self._worker_alive(owner):
+                # Its own worker just ended it and is still stopping what it left
+                # behind (TERM, grace, KILL): not ours to report.
+                continue
+            pids = ", ".join(str(p.pid) for p in found.processes)
+            survivors = end_strays(found)
+            note = (
+                f"attempt {found.attempt} had ended, but {len(found.processes)} of its "
+                f"processes (pid {pids}) still ran on {self.store.host}; stopped them"
+                + (f" ({len(survivors)} would not die)" if survivors else "")
+            )
+            log.warning("run %s: %s", found.run_id, note)
+            with contextlib.suppress(NotFoundError):
+                self.store.add_event(
+                    found.run_id, "strays_stopped", note, actor=f"worker:{self.worker_id}"
+                )
 
     def request_stop(self, *_: object) -> None:
         self.stopping = True
@@ -317,12 +357,15 @@ class Supervisor:
     def tick(self, *, claim: bool = True) -> None:
         now = self.now()
         self._apply_pending_ends()
-        self._collect_ends()
-        self.exiting_shims = [p for p in self.exiting_shims if p.poll() is None]
-        # Claim before the bookkeeping: a nudge from `add` is answered first, and slots
-        # freed by the ends just collected are refilled at once.
-        if claim and not self.stopping:
+        claim = claim and not self.stopping
+        # Claim before any bookkeeping: a nudge from `add` is answered first (recording
+        # the ends below costs a write each), then slots those ends freed are refilled.
+        if claim:
             self._claim()
+        ended = self._collect_ends()
+        if claim and ended:
+            self._claim()
+        self.exiting_shims = [p for p in self.exiting_shims if p.poll() is None]
         self._act_on_requests()
         self._enforce_timeouts(now)
         self._advance_killers()
@@ -438,7 +481,10 @@ class Supervisor:
 
     # -- ends
 
-    def _collect_ends(self) -> None:
+    def _collect_ends(self) -> int:
+        """Record the runs that started or ended since the last tick; returns how many
+        ended (or never started), that is how many slots were freed."""
+        before = len(self.tracked)
         for tracked in list(self.tracked.values()):
             spawned = tracked.spawned
             if spawned is not None and not tracked.recorded:
@@ -449,6 +495,7 @@ class Supervisor:
             if exit_info is None:
                 continue
             self._on_end(tracked, exit_info)
+        return before - len(self.tracked)
 
     def _exit_info(self, tracked: Tracked) -> dict | None:
         spawned = tracked.spawned
@@ -821,6 +868,11 @@ class Supervisor:
             skip_host=self.store.host,
         ):
             log.warning("run %s: %s", run.id, run.reason)
+        if time.monotonic() - self._last_prune >= self.config.prune_s:
+            self._last_prune = time.monotonic()
+            pruned = self.store.prune_output_tails(self.config.output_tail_keep_s)
+            if pruned:
+                log.info("dropped %d stored output tails of runs that ended long ago", pruned)
 
     # -- recovery
 

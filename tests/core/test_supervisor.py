@@ -179,7 +179,10 @@ def test_hung_is_flagged_once_and_cleared_when_activity_resumes(
     qq,
     workers: Workers,  # type: ignore[no-untyped-def]
 ) -> None:
-    quiet_then_talk = "sleep 2.5; echo back; sleep 1"
+    # Quiet for 2.5 s against a 1 s threshold, then output, then 0.6 s more: long
+    # enough for the flag to be seen cleared, short of being hung again (a second
+    # second of silence raced the run's end and flagged it twice on a slow machine).
+    quiet_then_talk = "sleep 2.5; echo back; sleep 0.6"
     run_id = add(qq, "--hung-after", "1", "--", "sh", "-c", quiet_then_talk)
     heartbeating = add(
         qq,
