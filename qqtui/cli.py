@@ -24,6 +24,7 @@ from qqtui.core.records import FINAL_STATUSES, QqError, RunRecord, Status
 from qqtui.tui.widgets.formatting import duration as human_duration
 
 if TYPE_CHECKING:
+    from qqtui.core.snapshot import RunLine
     from qqtui.core.store import Store
 
 STATUS_ICONS = {
@@ -75,7 +76,7 @@ def parse_run_id(value: str) -> int:
     return run_id
 
 
-def outcome(run: RunRecord) -> str:
+def outcome(run: RunRecord | RunLine) -> str:
     if run.status is Status.QUEUED and run.reason:
         return run.reason
     if run.status in FINAL_STATUSES or run.reason:
@@ -249,13 +250,15 @@ def _parse_statuses(value: str | None) -> list[Status] | None:
 @pass_ctx
 def ls_cmd(ctx: Context, status: str | None, hosts: str | None, as_json: bool) -> None:
     """List runs."""
-    runs = ctx.snapshot().runs(_parse_statuses(status))
-    if hosts:
-        wanted = {h.strip() for h in hosts.split(",") if h.strip()}
-        runs = [r for r in runs if r.host in wanted]
+    statuses = _parse_statuses(status)
+    wanted = {h.strip() for h in hosts.split(",") if h.strip()} if hosts else None
     if as_json:
-        sys.stdout.write(json.dumps([run_json(r) for r in runs], ensure_ascii=False) + "\n")
+        listed = ctx.snapshot().runs_json(statuses)
+        if wanted is not None:
+            listed = [r for r in listed if r["host"] in wanted]
+        sys.stdout.write(json.dumps(listed, ensure_ascii=False) + "\n")
         return
+    runs = ctx.snapshot().run_lines(statuses, wanted)
     if not runs:
         click.echo("no runs", err=True)
         return
@@ -847,8 +850,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     except KeyboardInterrupt:
         sys.exit(130)
     except Exception as exc:  # database errors and the like: still one line, never a traceback
-        from_db = type(exc).__module__.startswith(("sqlalchemy", "sqlite3", "psycopg"))
-        if from_db:
-            click.echo(f"qqtui: error: database: {str(exc).splitlines()[0]}", err=True)
+        from qqtui.core.snapshot import database_error_text
+
+        cause = database_error_text(exc)  # the driver's own words, not SQLAlchemy's wrapper
+        if cause is not None:
+            click.echo(f"qqtui: error: database: {cause}", err=True)
             sys.exit(1)
         raise

@@ -3,39 +3,145 @@
 `qqtui ls` must answer in well under 300 ms on 10,000 runs, and importing
 SQLAlchemy alone costs about that. For SQLite the stdlib driver reads the same
 tables; any other database goes through the full store.
+
+Every way a read can fail because of the database (a server that is down or
+restarting, a locked, unreadable or corrupt file) comes out as `SnapshotError`
+with one line of cause, whatever the driver raised, so a live view can tell
+"the database is unreachable" from a bug.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
+import sys
+import time
+from collections.abc import Callable, Iterable
 from contextlib import closing
-from typing import Any
+from typing import Any, NamedTuple, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 from qqtui.config import sqlite_path
-from qqtui.core.records import EventRecord, QqError, RunRecord, Status
+from qqtui.core.records import (
+    RUN_FIELDS,
+    EventRecord,
+    NotFoundError,
+    OutputTail,
+    QqError,
+    RunRecord,
+    Status,
+    WorkerRecord,
+)
+
+T = TypeVar("T")
+
+SQLITE_BUSY_TIMEOUT_S = 30.0
 
 
 class SnapshotError(QqError):
-    pass
+    """The database could not be read (unreachable, locked, unreadable or corrupt)."""
+
+
+def database_error_text(exc: BaseException) -> str | None:
+    """One line saying why the database could not be used, if `exc` is a database
+    driver's error (sqlite3, SQLAlchemy, psycopg); None for any other exception.
+
+    Looks the driver modules up in `sys.modules` instead of importing them: an error
+    cannot come from a driver that was never loaded, and the SQLite read path must
+    not pay for importing SQLAlchemy.
+    """
+    if isinstance(exc, SnapshotError):
+        return str(exc)
+    if isinstance(exc, sqlite3.Error):
+        return _first_line(exc)
+    sa_exc = sys.modules.get("sqlalchemy.exc")
+    if sa_exc is not None and isinstance(exc, sa_exc.SQLAlchemyError):
+        # The driver's own message says what happened; SQLAlchemy's wrapper adds the
+        # statement and a link on further lines.
+        return _first_line(getattr(exc, "orig", None) or exc)
+    psycopg = sys.modules.get("psycopg")
+    if psycopg is not None and isinstance(exc, psycopg.Error):
+        return _first_line(exc)
+    return None
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
+def safe_db_url(url: str) -> str:
+    """`url` without its password and query (options can be long and say nothing)."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        user, _, host = netloc.rpartition("@")
+        netloc = f"{user.split(':', 1)[0]}@{host}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+class RunLine(NamedTuple):
+    """What one line of a run listing shows, without the rest of the run.
+
+    Read straight from the driver's tuples: a full RunRecord costs ~15 µs to build,
+    which on 10,000 runs is half of what `qqtui ls` may take in all.
+    """
+
+    id: int
+    status: Status
+    hung: bool
+    name: str
+    agent: str
+    pid: int | None
+    started_at: float | None
+    finished_at: float | None
+    activity_at: float | None
+    reason: str | None
+    cancel_requested: bool
+    kill_requested: bool
+    host: str | None
+
+    @classmethod
+    def of(cls, run: RunRecord) -> RunLine:
+        return cls(*(getattr(run, name) for name in cls._fields))
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in (Status.QUEUED, Status.RUNNING)
+
+    def runtime_s(self, now: float) -> float | None:
+        if self.started_at is None:
+            return None
+        end = self.finished_at if self.finished_at is not None else now
+        return max(0.0, end - self.started_at)
+
+
+_RUN_LINE_SQL = f"SELECT {', '.join(RunLine._fields)} FROM runs"
 
 
 class Snapshot:
-    """Reads runs and events; cheap to construct, one connection per call."""
+    """Reads runs and events; cheap to construct, one connection per call.
 
-    def __init__(self, db_url: str) -> None:
+    `busy_timeout_s` bounds how long a SQLite read waits for a lock: a live view
+    would rather say "locked" after a few seconds than sit silent for thirty.
+    """
+
+    def __init__(self, db_url: str, *, busy_timeout_s: float = SQLITE_BUSY_TIMEOUT_S) -> None:
         self.db_url = db_url
         self.path = sqlite_path(db_url)
+        self.busy_timeout_s = busy_timeout_s
         self._shared_store: Any = None
 
-    def _query(self, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
+    def _query(self, sql: str, params: Iterable[Any] = (), *, as_tuples: bool = False) -> list[Any]:
+        """Rows of `sql` as dicts (`as_tuples`: the driver's tuples, in column order)."""
         assert self.path is not None
         if not self.path.exists():
             return []
         try:
-            with closing(sqlite3.connect(self.path, timeout=30)) as conn:
-                conn.execute("PRAGMA busy_timeout=30000")
+            with closing(sqlite3.connect(self.path, timeout=self.busy_timeout_s)) as conn:
+                conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_s * 1000)}")
                 cursor = conn.execute(sql, tuple(params))
+                if as_tuples:
+                    return cursor.fetchall()
                 # Plain dicts: sqlite3.Row looks names up by a case-insensitive scan,
                 # which made reading 10,000 runs cost a second.
                 names = [d[0] for d in cursor.description or ()]
@@ -49,6 +155,8 @@ class Snapshot:
                     f"cannot use database {self.path}: the file is not a qqtui database "
                     "or is corrupt"
                 ) from exc
+            if "locked" in text:
+                text = "the database is locked by another process"
             raise SnapshotError(f"cannot read database {self.path}: {text}") from exc
 
     def _store(self) -> Any:
@@ -60,10 +168,28 @@ class Snapshot:
             self._shared_store = Store.open(self.db_url)
         return self._shared_store
 
+    def _from_store(self, read: Callable[[Any], T]) -> T:
+        """`read(store)`, with the database's errors turned into one-line SnapshotErrors."""
+        try:
+            return read(self._store())
+        except SnapshotError:
+            raise
+        except NotFoundError:
+            raise
+        except QqError as exc:  # the store could not open or check the schema
+            raise SnapshotError(str(exc)) from exc
+        except Exception as exc:
+            cause = database_error_text(exc)
+            if cause is None:
+                raise
+            raise SnapshotError(
+                f"cannot read database {safe_db_url(self.db_url)}: {cause}"
+            ) from exc
+
     def runs(self, statuses: Iterable[Status] | None = None) -> list[RunRecord]:
         wanted = [str(s) for s in statuses] if statuses is not None else None
         if self.path is None:
-            return self._store().list_runs(statuses)
+            return self._from_store(lambda store: store.list_runs(statuses))
         sql = "SELECT * FROM runs"
         params: list[Any] = []
         if wanted is not None:
@@ -72,12 +198,53 @@ class Snapshot:
         sql += " ORDER BY id"
         return [RunRecord.from_row(r) for r in self._query(sql, params)]
 
+    def runs_json(self, statuses: Iterable[Status] | None = None) -> list[dict[str, Any]]:
+        """`[run.to_json() for run in self.runs(statuses)]`, built straight from the rows."""
+        if self.path is None:
+            return [run.to_json() for run in self.runs(statuses)]
+        wanted = [str(s) for s in statuses] if statuses is not None else []
+        where = f" WHERE status IN ({','.join('?' * len(wanted))})" if statuses is not None else ""
+        sql = f"SELECT {', '.join(RUN_FIELDS)} FROM runs{where} ORDER BY id"
+        try:
+            rows = self._query(sql, wanted, as_tuples=True)
+        except SnapshotError as exc:
+            if "no such column" not in str(exc):
+                raise
+            # A file from before the newest columns, not yet migrated by a store.
+            return [run.to_json() for run in self.runs(statuses)]
+        return [RunRecord.json_of_values(row) for row in rows]
+
+    def run_lines(
+        self, statuses: Iterable[Status] | None = None, hosts: Iterable[str] | None = None
+    ) -> list[RunLine]:
+        """The listing columns of the runs in `statuses` on `hosts` (None: all), by id."""
+        wanted = [str(s) for s in statuses] if statuses is not None else None
+        on_hosts = sorted(set(hosts)) if hosts is not None else None
+        if self.path is None:
+            return [
+                RunLine.of(run)
+                for run in self.runs(statuses)
+                if on_hosts is None or run.host in on_hosts
+            ]
+        clauses: list[str] = []
+        params: list[Any] = []
+        for column, values in (("status", wanted), ("host", on_hosts)):
+            if values is not None:
+                clauses.append(f"{column} IN ({','.join('?' * len(values))})")
+                params += values
+        sql = _RUN_LINE_SQL + (f" WHERE {' AND '.join(clauses)}" if clauses else "")
+        by_value = {str(s): s for s in Status}
+        rows = self._query(sql + " ORDER BY id", params, as_tuples=True)
+        # Columns in RunLine's order; only the status and the three flags need decoding.
+        return [
+            RunLine(run_id, by_value[status], bool(hung), *middle, bool(cancel), bool(kill), host)
+            for run_id, status, hung, *middle, cancel, kill, host in rows
+        ]
+
     def run(self, run_id: int) -> RunRecord | None:
         if self.path is None:
-            from qqtui.core.records import NotFoundError
-
             try:
-                return self._store().get_run(run_id)
+                return self._from_store(lambda store: store.get_run(run_id))
             except NotFoundError:
                 return None
         rows = self._query("SELECT * FROM runs WHERE id = ?", [run_id])
@@ -85,7 +252,7 @@ class Snapshot:
 
     def events(self, run_id: int) -> list[EventRecord]:
         if self.path is None:
-            return self._store().events(run_id)
+            return self._from_store(lambda store: store.events(run_id))
         rows = self._query("SELECT * FROM events WHERE run_id = ? ORDER BY id", [run_id])
         return [EventRecord.from_row(r) for r in rows]
 
@@ -93,7 +260,7 @@ class Snapshot:
         """session id -> (run count, status of its newest run, newest run id)."""
         if self.path is None:
             out: dict[str, tuple[int, str, int]] = {}
-            for run in self._store().list_runs():
+            for run in self._from_store(lambda store: store.list_runs()):
                 count = out.get(run.session_id, (0, "", 0))[0] + 1
                 out[run.session_id] = (count, str(run.status), run.id)
             return out
@@ -111,3 +278,33 @@ class Snapshot:
         return {
             r["session_id"]: (r["n"], statuses.get(r["last_id"], ""), r["last_id"]) for r in rows
         }
+
+    def workers(self, *, live_only: bool = False) -> list[WorkerRecord]:
+        """Registered workers, oldest first (`live_only`: not stopped)."""
+        if self.path is None:
+            return self._from_store(lambda store: store.workers(live_only=live_only))
+        sql = "SELECT * FROM workers"
+        if live_only:
+            sql += " WHERE stopped_at IS NULL"
+        rows = self._query(sql + " ORDER BY started_at")
+        # A file made before schema 2 has no clock_skew_s column: no skew known.
+        return [WorkerRecord.from_row({"clock_skew_s": None, **row}) for row in rows]
+
+    def output_tail(self, run_id: int) -> OutputTail | None:
+        """The output tail a run's worker keeps in the database (None: there is none)."""
+        if self.path is None:
+            return self._from_store(lambda store: store.output_tail(run_id))
+        rows = self._query("SELECT * FROM run_outputs WHERE run_id = ?", [run_id])
+        return OutputTail.from_row(rows[0]) if rows else None
+
+    def server_time(self) -> float:
+        """Now by the clock the store decides by: the server's on PostgreSQL."""
+        if self.path is None:
+            return self._from_store(lambda store: store.server_time())
+        return time.time()
+
+    def clock_skew_s(self) -> float | None:
+        """This host's wall clock minus the database server's (None: same clock)."""
+        if self.path is None:
+            return self._from_store(lambda store: store.clock_skew_s)
+        return None
