@@ -9,6 +9,7 @@ can drive it with a fixed clock and no Textual at all.
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections import deque
@@ -16,14 +17,22 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from qqtui.core.launch import run_paths
+from qqtui.core.launch import output_log_path, run_paths
 from qqtui.core.procs import ProcessTable, RunTarget, RunTree
-from qqtui.core.records import RunRecord, Status
+from qqtui.core.records import CLOCK_SKEW_WARN_S, OutputTail, RunRecord, Status
 from qqtui.core.snapshot import Snapshot
 
 PROGRESS_FILE = "progress.json"  # written by qqtui.agent.progress()
 CPU_HISTORY_SAMPLES = 60
 """One sample per poll: at the usual 1 s poll this is the last minute."""
+CLOCK_CHECK_S = 5.0
+"""How often the workers' clock skews are read: they change slowly, and the read is one
+more query per poll that a person would not notice being a few seconds late."""
+WORKER_LIVE_S = 60.0
+"""A worker that has not heartbeat for this long (server time) is not warned about: its
+recorded skew is as old as its last heartbeat. Workers heartbeat every 2 s."""
+# A live view waits at most this long for a locked SQLite file before saying so.
+MONITOR_BUSY_TIMEOUT_S = 5.0
 
 # Statuses a person wants to hear about the moment a run reaches them.
 ALERT_STATUSES = frozenset({Status.FAILED, Status.TIMED_OUT, Status.LOST})
@@ -48,13 +57,30 @@ class Progress:
     message: str
 
 
+_PROGRESS_PATHS: dict[tuple[Path, str, str, int], tuple[str, str]] = {}
+
+
+def _progress_paths(home: Path, run: RunRecord) -> tuple[str, str]:
+    """The run's and its session's progress.json, as strings, remembered: building them
+    with pathlib for every running run each poll was most of `read_progress`'s cost."""
+    key = (home, run.agent, run.session_id, run.id)
+    paths = _PROGRESS_PATHS.get(key)
+    if paths is None:
+        if len(_PROGRESS_PATHS) >= 4096:
+            _PROGRESS_PATHS.clear()
+        session_path, run_path = run_paths(home, run)
+        paths = (str(run_path / PROGRESS_FILE), str(session_path / PROGRESS_FILE))
+        _PROGRESS_PATHS[key] = paths
+    return paths
+
+
 def read_progress(home: Path, run: RunRecord) -> Progress | None:
     """The run's progress.json (its own, else its session's), or None when absent or
     unreadable: an agent's half-written or odd file never breaks the view."""
-    session_path, run_path = run_paths(home, run)
-    for path in (run_path / PROGRESS_FILE, session_path / PROGRESS_FILE):
+    for path in _progress_paths(home, run):
         try:
-            data = json.loads(path.read_bytes())
+            with open(path, "rb") as f:
+                data = json.loads(f.read())
         except FileNotFoundError:
             continue
         except (OSError, ValueError):
@@ -71,6 +97,25 @@ def read_progress(home: Path, run: RunRecord) -> Progress | None:
 
 
 @dataclass(frozen=True, slots=True)
+class ClockSkew:
+    """A clock off the database server's by CLOCK_SKEW_WARN_S or more."""
+
+    host: str
+    skew_s: float
+    """Its wall clock minus the server's: positive when it runs ahead."""
+    worker_id: str | None
+    """The worker reporting it; None for this process's own host."""
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteOutput:
+    """What the database holds of a run's output when its log is not readable here."""
+
+    run: RunRecord
+    tail: OutputTail
+
+
+@dataclass(frozen=True, slots=True)
 class PollResult:
     runs: dict[int, RunRecord]
     trees: dict[int, RunTree]
@@ -81,6 +126,8 @@ class PollResult:
     progress: dict[int, Progress]
     first: bool
     """True for the first poll: there is no earlier state to diff against."""
+    clock_skews: tuple[ClockSkew, ...] = ()
+    """Live workers (and this host) whose clocks are off the server's, worst first."""
 
 
 def count_runs(runs: Iterable[RunRecord]) -> dict[str, int]:
@@ -109,15 +156,20 @@ class Monitor:
     db_url: str
     clock: Callable[[], float] = time.time
     scan_processes: bool = True
+    host: str = field(default_factory=lambda: os.uname().nodename)
+    """This host's name: a run on another one may have its log only there."""
+    clock_check_s: float = CLOCK_CHECK_S
     _snapshot: Snapshot = field(init=False)
     _table: ProcessTable = field(init=False, default_factory=ProcessTable)
     _cpu: dict[int, deque[float]] = field(init=False, default_factory=dict)
     _last: dict[int, tuple[Status, bool]] | None = field(init=False, default=None)
     _lock: threading.Lock = field(init=False, default_factory=threading.Lock)
     _runs: dict[int, RunRecord] = field(init=False, default_factory=dict)
+    _skews: tuple[ClockSkew, ...] = field(init=False, default=())
+    _skews_read_at: float | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
-        self._snapshot = Snapshot(self.db_url)
+        self._snapshot = Snapshot(self.db_url, busy_timeout_s=MONITOR_BUSY_TIMEOUT_S)
 
     @property
     def snapshot(self) -> Snapshot:
@@ -127,11 +179,15 @@ class Monitor:
         with self._lock:
             runs = self._read_runs()
             running = [r for r in runs.values() if r.status is Status.RUNNING]
+            # Another host's processes are not in this host's process table: a pid
+            # there says nothing about the same number here.
+            here = [r for r in running if r.host is None or r.host == self.host]
             trees: dict[int, RunTree] = {}
-            if self.scan_processes and running:
-                trees = self._table.scan([RunTarget.of(r, self.home) for r in running])
+            if self.scan_processes and here:
+                trees = self._table.scan([RunTarget.of(r, self.home) for r in here])
             self._record_cpu(trees)
             progress = {r.id: p for r in running if (p := read_progress(self.home, r)) is not None}
+            skews = self._clock_skews()
             first = self._last is None
             alerts = () if first else tuple(self._alerts(runs))
             self._last = {run_id: (run.status, run.hung) for run_id, run in runs.items()}
@@ -144,7 +200,40 @@ class Monitor:
                 now=self.clock(),
                 progress=progress,
                 first=first,
+                clock_skews=skews,
             )
+
+    def remote_output(self, run: RunRecord) -> RemoteOutput | None:
+        """The output tail stored in the database for a run whose log file is not
+        readable on this host (it ran on another one, without a shared home).
+
+        None when the log is here (this host's run, or a shared home) or when its
+        worker has stored no tail yet: then the log file is the thing to watch.
+        """
+        if not run.host or run.host == self.host:
+            return None
+        if output_log_path(self.home, run).exists():
+            return None
+        tail = self._snapshot.output_tail(run.id)
+        return RemoteOutput(run, tail) if tail is not None else None
+
+    def _clock_skews(self) -> tuple[ClockSkew, ...]:
+        """Clocks off the server's; read every `clock_check_s`, the last answer between."""
+        now = time.monotonic()
+        if self._skews_read_at is not None and now - self._skews_read_at < self.clock_check_s:
+            return self._skews
+        skews: list[ClockSkew] = []
+        # server_time first: on PostgreSQL it re-measures this host's skew when due.
+        server_now = self._snapshot.server_time()
+        own = self._snapshot.clock_skew_s()
+        if own is not None and abs(own) >= CLOCK_SKEW_WARN_S:
+            skews.append(ClockSkew(self.host, own, None))
+        for worker in self._snapshot.workers(live_only=True):
+            if worker.clock_skewed and server_now - worker.heartbeat_at <= WORKER_LIVE_S:
+                skews.append(ClockSkew(worker.host, worker.clock_skew_s or 0.0, worker.id))
+        skews.sort(key=lambda s: -abs(s.skew_s))
+        self._skews, self._skews_read_at = tuple(skews), now
+        return self._skews
 
     def _read_runs(self) -> dict[int, RunRecord]:
         """Every run, re-reading only those that may have changed.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -231,6 +232,100 @@ def test_process_table_builds_each_runs_tree_in_one_pass(tmp_path: Path) -> None
         for t, s in ((ta, a), (tb, b)):
             kill_tree(t, 0)
             wait_exit(s)
+
+
+def test_process_table_reports_what_psutil_reports(tmp_path: Path) -> None:
+    """The table reads /proc itself; each field must still be psutil's (sleep is steady)."""
+    long_name = tmp_path / "a-very-long-program-name"
+    long_name.symlink_to(shutil.which("sleep"))
+    script = (
+        f"import subprocess, time; subprocess.Popen([{str(long_name)!r}, '300']); time.sleep(300)"
+    )
+    spawned, target = start(tmp_path, [sys.executable, "-c", script])
+    try:
+        table = ProcessTable()
+        tree = wait_for(
+            lambda: (t := table.scan([target])[1]).count == 2 and t, 10, what="the child"
+        )
+        for info in tree.procs:
+            proc = psutil.Process(info.pid)
+            with proc.oneshot():
+                assert info.ppid == proc.ppid()
+                assert info.name == proc.name()
+                assert info.cmdline == tuple(proc.cmdline())
+                assert info.status == proc.status()
+                assert abs(info.create_time - proc.create_time()) < 0.01
+        child = tree.procs[1]
+        assert child.name == "a-very-long-program-name"  # not the kernel's 15-byte cut
+        assert child.rss == psutil.Process(child.pid).memory_info().rss
+        assert child.cpu_percent == 0.0  # first sight: no earlier sample to compare with
+    finally:
+        kill_tree(target, 0)
+        wait_exit(spawned)
+
+
+def test_process_table_finds_a_tree_it_skipped_while_it_was_no_runs(tmp_path: Path) -> None:
+    """Processes outside every tree are not re-read while their pids cannot have been
+    reused: a run whose processes were skipped that way still gets its whole tree, and
+    a child started later shows up."""
+    flag = tmp_path / "fork-now"
+    script = (
+        "import os, subprocess, time\n"
+        "subprocess.Popen(['sleep', '300'])\n"
+        f"while not os.path.exists({str(flag)!r}):\n"
+        "    time.sleep(0.02)\n"
+        "subprocess.Popen(['sleep', '301'])\n"
+        "time.sleep(300)\n"
+    )
+    spawned, target = start(tmp_path, [sys.executable, "-c", script])
+    try:
+        table = ProcessTable()
+        wait_for(lambda: len(psutil.Process(spawned.pid).children()) == 1, 10, what="child")
+        for _ in range(3):
+            assert table.scan([]) == {}  # the run's processes are outside every tree
+        tree = table.scan([target])[1]
+        assert [p.cmdline[-1] for p in tree.procs][1:] == ["300"]
+        assert tree.procs[0].pid == spawned.pid and tree.procs[1].depth == 1
+        flag.touch()
+        tree = wait_for(
+            lambda: (t := table.scan([target])[1]).count == 3 and t, 10, what="the new child"
+        )
+        assert sorted(p.cmdline[-1] for p in tree.procs[1:]) == ["300", "301"]
+    finally:
+        kill_tree(target, 0)
+        wait_exit(spawned)
+
+
+def test_process_table_cpu_percent_and_a_command_line_changed_by_exec(tmp_path: Path) -> None:
+    """A busy process shows CPU; when it execs (same pid, same start time) the cached
+    command line and name are replaced at the next scan."""
+    flag = tmp_path / "exec-now"
+    script = (
+        "import os, time\n"
+        f"while not os.path.exists({str(flag)!r}):\n"
+        "    sum(range(10000))\n"
+        "os.execvp('sleep', ['sleep', '300'])\n"
+    )
+    spawned, target = start(tmp_path, [sys.executable, "-c", script])
+    try:
+        table = ProcessTable()
+        first = table.scan([target])[1].procs[0]
+        assert first.cpu_percent == 0.0 and first.cmdline[0] == sys.executable
+        time.sleep(0.5)
+        busy = table.scan([target])[1].procs[0]
+        assert busy.cpu_percent > 10  # a spinning loop, even on a crowded machine
+        flag.touch()
+        after = wait_for(
+            lambda: (p := table.scan([target])[1].procs[0]).name == "sleep" and p,
+            10,
+            what="the exec to show",
+        )
+        assert after.pid == first.pid and after.cmdline == ("sleep", "300")
+        time.sleep(0.3)
+        assert table.scan([target])[1].procs[0].cpu_percent < 5
+    finally:
+        kill_tree(target, 0)
+        wait_exit(spawned)
 
 
 def test_a_thousand_short_runs_leave_no_zombies_or_open_fds(tmp_path: Path) -> None:
