@@ -3,6 +3,7 @@ workers and sends intents to core. It never runs SQL and never signals a process
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,15 +19,20 @@ from qqtui.config import Settings
 from qqtui.core import workerctl
 from qqtui.core.monitor import Alert, Monitor
 from qqtui.core.records import QqError, Status
+from qqtui.core.snapshot import SnapshotError, database_error_text
 from qqtui.core.store import Store
 from qqtui.tui.commands import BindingCommands
-from qqtui.tui.messages import IntentDone, IntentOutcome, RunsPolled
+from qqtui.tui.messages import IntentDone, IntentOutcome, Outage, PollFailed, RunsPolled
 from qqtui.tui.screens.help import HelpScreen
 from qqtui.tui.screens.main import MainScreen
 from qqtui.tui.screens.sessions import SessionsScreen
 from qqtui.tui.widgets.run_table import RowBuilder
 
 POLL_INTERVAL_S = 1.0
+# While the database is unreachable, polls back off exponentially from the poll
+# interval up to this, with jitter, so a restarted server is not met by every app at
+# once and a person still sees it come back within a few seconds.
+OUTAGE_RETRY_CAP_S = 5.0
 
 _ALERT_TEXT = {
     "failed": ("failed", "error"),
@@ -69,8 +75,10 @@ class QqApp(App[int]):
         bell: bool = False,
         location: str | None = None,
         cwd: str | None = None,
+        when_ready: Callable[[], None] | None = None,
     ) -> None:
         super().__init__()
+        self._when_ready = when_ready
         self.settings = settings
         self.store = store
         self.clock = clock
@@ -79,7 +87,9 @@ class QqApp(App[int]):
         self.bell_on_alert = bell
         self.location = location or f"{settings.home}  ·  {settings.db_url}"
         self.default_cwd = cwd or str(Path.cwd())
-        self.monitor = Monitor(settings.home, settings.db_url, clock, scan_processes)
+        self.monitor = Monitor(
+            settings.home, settings.db_url, clock, scan_processes, host=store.host
+        )
         self.filter_query = ""
         self._row_builder = RowBuilder()
         self._main = MainScreen()
@@ -88,6 +98,8 @@ class QqApp(App[int]):
         self._poll_worker: Worker[None] | None = None
         self._poll_again = False
         self._poll_in_flight = False
+        self.outage: Outage | None = None
+        """Set while polls cannot read the database; the main screen shows it."""
 
     @property
     def home(self) -> Path:
@@ -102,6 +114,11 @@ class QqApp(App[int]):
         if self.start_worker:
             self._ensure_worker()
         self.poll_now()
+
+    def on_ready(self) -> None:
+        """The first screen is drawn (`run_app` tunes the garbage collector here)."""
+        if self._when_ready is not None:
+            self._when_ready()
 
     # -- polling ------------------------------------------------------------------
 
@@ -121,13 +138,19 @@ class QqApp(App[int]):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="poll")
     def _poll(self, query: str) -> None:
-        result = self.monitor.poll()
+        try:
+            result = self.monitor.poll()
+        except SnapshotError as exc:
+            # Not a worker error: a database that is down, restarting or locked is a
+            # state to show and wait out, not a toast per poll.
+            self.post_message(PollFailed(str(exc)))
+            return
         rows = self._row_builder.build(
             result.runs, result.trees, result.cpu_history, result.now, query, result.progress
         )
         self.post_message(RunsPolled(result, rows, query))
 
-    def _schedule_poll(self) -> None:
+    def _schedule_poll(self, delay: float | None = None) -> None:
         self._poll_in_flight = False
         if self._poll_timer is not None:
             self._poll_timer.stop()
@@ -135,7 +158,27 @@ class QqApp(App[int]):
             self._poll_timer = None
             self.call_later(self.poll_now)
         else:
-            self._poll_timer = self.set_timer(self.poll_interval, self.poll_now, name="poll")
+            wait = self.poll_interval if delay is None else delay
+            self._poll_timer = self.set_timer(wait, self.poll_now, name="poll")
+
+    @on(PollFailed)
+    def _on_poll_failed(self, message: PollFailed) -> None:
+        before = self.outage
+        attempts = before.attempts + 1 if before is not None else 1
+        backoff = min(OUTAGE_RETRY_CAP_S, self.poll_interval * 2 ** min(attempts - 1, 16))
+        # Full jitter on the upper half: apps watching one server spread their retries.
+        delay = backoff * random.uniform(0.5, 1.0)
+        self.outage = Outage(
+            since=before.since if before is not None else self.clock(),
+            attempts=attempts,
+            cause=message.cause,
+            retry_in_s=delay,
+        )
+        try:
+            if self._main.ready:
+                self._main.show_outage(self.outage)
+        finally:
+            self._schedule_poll(delay)
 
     @on(RunsPolled)
     def _on_runs_polled(self, message: RunsPolled) -> None:
@@ -143,6 +186,11 @@ class QqApp(App[int]):
         if message.query != self.filter_query:
             self._poll_again = True
         try:
+            if self.outage is not None:
+                self.outage = None
+                if self._main.ready:
+                    self._main.show_outage(None)
+                self.notify("Database reachable again", title="Database", timeout=4)
             for alert in message.result.alerts:
                 self._notify_alert(alert)
             # A poll can finish before the screen is composed (it shows last_poll
@@ -171,7 +219,12 @@ class QqApp(App[int]):
         if event.state != WorkerState.ERROR:
             return
         error = event.worker.error
-        message = str(error) if isinstance(error, QqError) else f"{type(error).__name__}: {error}"
+        if isinstance(error, QqError):
+            message = str(error)
+        elif error is not None and (cause := database_error_text(error)) is not None:
+            message = f"database error: {cause}"
+        else:
+            message = f"{type(error).__name__}: {error}"
         self.notify(
             message,
             title=f"Error ({event.worker.group})",
@@ -206,6 +259,13 @@ class QqApp(App[int]):
             outcome = intent()
         except QqError as exc:
             outcome = IntentOutcome(str(exc), error=True)
+        except Exception as exc:
+            # The store's writes raise the driver's errors; a database that is down or
+            # locked is something a user meets, so it gets one line, not a traceback.
+            cause = database_error_text(exc)
+            if cause is None:
+                raise
+            outcome = IntentOutcome(f"Not done, the database is unavailable: {cause}", error=True)
         self.post_message(IntentDone(outcome))
 
     @on(IntentDone)

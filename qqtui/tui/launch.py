@@ -3,6 +3,7 @@ the sample agents already queued)."""
 
 from __future__ import annotations
 
+import gc
 import os
 import tempfile
 from pathlib import Path
@@ -21,12 +22,22 @@ def run_app(settings: Settings, *, bell: bool | None = None) -> int:
 
     if bell is None:
         bell = os.environ.get(BELL_ENV, "") in ("1", "true", "yes")
-    app = make_app(settings, bell=bell)
+    app = make_app(settings, bell=bell, when_ready=_tune_gc)
     try:
         result = app.run()
     finally:
         app.store.close()
     return int(result or 0)
+
+
+def _tune_gc() -> None:
+    """Once the app is up: the objects alive now live as long as the app, so a full
+    collection need not walk them again, and young collections run less often. A
+    full collection of the startup heap (~130k objects) stopped the app, its
+    keys and its output for 100-200 ms every 20-30 s."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 20, 50)
 
 
 def demo_settings(home: Path | None = None) -> Settings:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from textual.message import Message
 
-from qqtui.core.monitor import PollResult
+from qqtui.core.monitor import PollResult, RemoteOutput
 from qqtui.core.records import EventRecord, RunRecord
 from qqtui.tui.widgets.run_table import RowData
 
@@ -19,6 +19,35 @@ class RunsPolled(Message):
         self.result = result
         self.rows = rows
         self.query = query
+
+
+class PollFailed(Message):
+    """A poll could not read the store: the database is unreachable, locked or unreadable."""
+
+    def __init__(self, cause: str) -> None:
+        super().__init__()
+        self.cause = cause
+
+
+@dataclass(frozen=True, slots=True)
+class Outage:
+    """The database has been unreachable since `since` (wall clock); polls keep trying."""
+
+    since: float
+    attempts: int
+    cause: str
+    retry_in_s: float
+
+
+class RemoteOutputLoaded(Message):
+    """The stored output tail of a run on another host (None: read its log file here;
+    `failed`: the database could not be read, ask again later)."""
+
+    def __init__(self, run_id: int, remote: RemoteOutput | None, *, failed: bool = False) -> None:
+        super().__init__()
+        self.run_id = run_id
+        self.remote = remote
+        self.failed = failed
 
 
 class RunEventsLoaded(Message):

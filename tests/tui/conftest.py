@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from textual.app import App
 from textual.pilot import Pilot
 
 from qqtui.config import Settings
@@ -78,6 +79,19 @@ async def wait_until(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")
         await pilot.pause(0.05)
+
+
+async def select_run(pilot: Pilot[object], app: App[object], run_id: int) -> None:
+    """Select `run_id` in the runs table once it is shown, as a click would."""
+    from qqtui.tui.screens.main import MainScreen
+    from qqtui.tui.widgets.run_table import RunTable
+
+    table = app.screen.query_one(RunTable)
+    await wait_until(pilot, lambda: run_id in table.run_ids, what=f"run {run_id} in the table")
+    table.select_run(run_id)
+    screen = app.screen
+    assert isinstance(screen, MainScreen)
+    await wait_until(pilot, lambda: screen.selected_run and screen.selected_run.id == run_id)
 
 
 def run_status(db_url: str, run_id: int) -> Status | None:

@@ -247,7 +247,9 @@ def test_sessions_screen(snap_compare: Any, snapshot_app: tuple[QqApp, dict[str,
             lambda: "sessions  8" in str(pilot.app.screen.query_one("#sessions").border_title),
         )
 
-    assert snap_compare(app, terminal_size=SIZE, run_before=settle(None, open_sessions))
+    assert snap_compare(
+        app, terminal_size=SIZE, run_before=settle("coder: fix the flaky test", open_sessions)
+    )
 
 
 def test_session_view(snap_compare: Any, snapshot_app: tuple[QqApp, dict[str, int]]) -> None:
@@ -264,4 +266,6 @@ def test_session_view(snap_compare: Any, snapshot_app: tuple[QqApp, dict[str, in
         output = pilot.app.screen.query_one(OutputView)
         await wait_until(pilot, lambda: output.line_count == 5, what="session output")
 
-    assert snap_compare(app, terminal_size=SIZE, run_before=settle(None, open_session))
+    assert snap_compare(
+        app, terminal_size=SIZE, run_before=settle("coder: fix the flaky test", open_session)
+    )

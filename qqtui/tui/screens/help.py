@@ -17,7 +17,8 @@ from qqtui.tui.widgets.pid_tree import PidTree
 FILTER_HELP = (
     "Filter (/): words must all match. A status word keeps runs in that state "
     "(queued, running, hung, failed, timed_out, lost, cancelled, succeeded, active, done); "
-    "any other word is searched in id, name, agent, command, host and reason."
+    "host:NAME keeps runs on that host (H cycles through the hosts); any other word is "
+    "searched in id, name, agent, command, host and reason."
 )
 
 

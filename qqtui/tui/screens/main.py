@@ -4,26 +4,30 @@ and the keys that act on the selected run."""
 from __future__ import annotations
 
 import signal
+import time
 from typing import TYPE_CHECKING
 
 from rich.text import Text
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.widgets import Footer, Input
+from textual.widgets import Footer, Input, Static
 
 from qqtui.core import launch
+from qqtui.core.monitor import RemoteOutput
 from qqtui.core.records import RunRecord, Status
-from qqtui.tui.messages import IntentOutcome, RunsPolled
+from qqtui.core.snapshot import SnapshotError
+from qqtui.tui.messages import IntentOutcome, Outage, RemoteOutputLoaded, RunsPolled
 from qqtui.tui.screens.confirm import ConfirmScreen
 from qqtui.tui.screens.details import DetailsScreen
 from qqtui.tui.screens.launch_form import LaunchForm, LaunchRequest
-from qqtui.tui.widgets.header import CountsHeader
+from qqtui.tui.widgets.header import CountsHeader, clock_warning
 from qqtui.tui.widgets.output_view import OutputView
 from qqtui.tui.widgets.pid_tree import PidTree
-from qqtui.tui.widgets.run_table import RunTable
+from qqtui.tui.widgets.remote_output import RemoteOutputView
+from qqtui.tui.widgets.run_table import HOST_PREFIX, RunTable, split_host_filter
 
 if TYPE_CHECKING:
     from qqtui.tui.app import QqApp
@@ -99,6 +103,14 @@ class MainScreen(Screen[None]):
             id="main.filter",
         ),
         Binding(
+            "H",
+            "cycle_host",
+            "Host",
+            key_display="H",
+            tooltip="Show one host's runs: all hosts, then each host in the store in turn",
+            id="main.cycle_host",
+        ),
+        Binding(
             "f",
             "follow",
             "Follow",
@@ -126,7 +138,9 @@ class MainScreen(Screen[None]):
         super().__init__()
         self._selected: int | None = None
         self._pending_select: int | None = None
-        self.ready = False
+        self._mounted = False
+        # (run id, version) whose stored output tail was last asked for.
+        self._remote_asked: tuple[int, int] | None = None
 
     @property
     def qq(self) -> QqApp:
@@ -134,13 +148,16 @@ class MainScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield CountsHeader(self.qq.location, id="counts")
+        yield Static(id="db-banner", markup=False)
         yield Input(
-            placeholder="filter: words or statuses (running hung failed done …) · enter: apply · esc: close",
+            placeholder="filter: words, statuses (running hung failed done …), host:NAME"
+            " · enter: apply · esc: close",
             id="filter",
         )
         yield RunTable(id="runs")
         with Horizontal(id="bottom"):
             yield OutputView(id="output")
+            yield RemoteOutputView(id="remote-output")
             yield PidTree(id="pids")
         yield Footer()
 
@@ -149,12 +166,24 @@ class MainScreen(Screen[None]):
         self.query_one(OutputView).border_title = "output"
         self.query_one(PidTree).border_title = "processes"
         self.query_one(RunTable).focus()
-        self.ready = True
+        self._mounted = True
         if self.qq.last_poll is not None:
             self.show_poll(self.qq.last_poll)
+        if self.qq.outage is not None:
+            self.show_outage(self.qq.outage)
 
     def on_unmount(self) -> None:
-        self.ready = False
+        self._mounted = False
+
+    @property
+    def ready(self) -> bool:
+        """Whether polls and outages can be shown: composed, and the app not shutting down.
+
+        Shutdown prunes this screen's children before the screen itself unmounts, and
+        (under Pilot) runs beside the app's message loop, so a poll that lands then must
+        not look for the table.
+        """
+        return self._mounted and self.app.is_running
 
     # -- data in ------------------------------------------------------------------
 
@@ -170,17 +199,52 @@ class MainScreen(Screen[None]):
         before = applicable_actions(self.selected_run)
         table = self.query_one(RunTable)
         table.apply(message.rows)
-        self.query_one(CountsHeader).show_counts(message.result.counts)
+        header = self.query_one(CountsHeader)
+        header.show_counts(message.result.counts)
+        header.show_warning(clock_warning(message.result.clock_skews))
         if self._pending_select is not None and table.select_run(self._pending_select):
             self._pending_select = None
         # Not `before != run`: a running run's record changes every poll, and rebuilding
         # the Footer each time was a quarter of the app's CPU with 100 runs.
-        self._show_selected(refresh_bindings=before != applicable_actions(self.selected_run))
-        shown = len(message.rows)
-        total = message.result.counts.get("total", 0)
-        title = f"runs  {shown} of {total}" if message.query else f"runs  {total}"
+        self._show_selected(
+            refresh_bindings=before != applicable_actions(self.selected_run), polled=True
+        )
+        self._show_table_title()
+
+    def _show_table_title(self) -> None:
+        table = self.query_one(RunTable)
+        poll = self.qq.last_poll
+        if poll is None:
+            title = "runs"
+        else:
+            total = poll.result.counts.get("total", 0)
+            title = f"runs  {len(poll.rows)} of {total}" if poll.query else f"runs  {total}"
+            _, hosts = split_host_filter(poll.query)
+            if hosts:
+                title += f"  ·  host {' or '.join(hosts)}"
+        if self.qq.outage is not None:
+            seen = poll.result.now if poll is not None else self.qq.outage.since
+            title += f"  ·  stale: as of {time.strftime('%H:%M:%S', time.localtime(seen))}"
         if table.border_title != title:
             table.border_title = title
+
+    def show_outage(self, outage: Outage | None) -> None:
+        """Show (or, with None, remove) the "database unreachable" banner; the runs stay
+        on screen, dimmed, as they were last seen."""
+        banner = self.query_one("#db-banner", Static)
+        table = self.query_one(RunTable)
+        if outage is None:
+            banner.remove_class("-shown")
+            table.remove_class("-stale")
+        else:
+            since = time.strftime("%H:%M:%S", time.localtime(outage.since))
+            banner.update(
+                f"⚠ database unreachable since {since}, retrying (attempt {outage.attempts}, "
+                f"next in {outage.retry_in_s:.1f} s): {outage.cause}"
+            )
+            banner.add_class("-shown")
+            table.add_class("-stale")
+        self._show_table_title()
 
     def select_when_shown(self, run_id: int) -> None:
         """Select `run_id` as soon as it is in the table (a launch waits for the next poll)."""
@@ -189,11 +253,15 @@ class MainScreen(Screen[None]):
 
     @on(RunTable.SelectionChanged)
     def _on_selection_changed(self, event: RunTable.SelectionChanged) -> None:
+        before = applicable_actions(self.selected_run)
         self._selected = event.run_id
-        self._show_selected(refresh_bindings=True)
+        # Refreshing the bindings rebuilds the Footer and lays out the whole screen:
+        # only when the keys that apply change, not on every arrow key.
+        self._show_selected(refresh_bindings=before != applicable_actions(self.selected_run))
 
-    def _show_selected(self, *, refresh_bindings: bool) -> None:
+    def _show_selected(self, *, refresh_bindings: bool, polled: bool = False) -> None:
         run = self.selected_run
+        self._ask_remote_output(run, polled=polled)
         output = self.query_one(OutputView)
         pids = self.query_one(PidTree)
         poll = self.qq.last_poll
@@ -212,13 +280,64 @@ class MainScreen(Screen[None]):
             pids_title = f"processes · run {run.id} · {count}"
         if output.path != path:
             output.set_path(path)
-        if str(output.border_title) != str(output_title):
-            output.border_title = output_title
+        remote = self.query_one(RemoteOutputView)
+        for pane in (output, remote):
+            if str(pane.border_title) != str(output_title):
+                pane.border_title = output_title
         pids.show_tree(tree)
         if pids.border_title != pids_title:
             pids.border_title = pids_title
         if refresh_bindings:
             self.refresh_bindings()
+
+    # -- output of runs on other hosts ---------------------------------------------
+
+    def _ask_remote_output(self, run: RunRecord | None, *, polled: bool) -> None:
+        """Read a run's stored output tail when its log may be on another host: once per
+        run version, and on every poll while it runs (its worker stores it each second)."""
+        remote = self.query_one(RemoteOutputView)
+        shown = remote.remote
+        if shown is not None and (run is None or shown.run.id != run.id):
+            self._show_remote(None)  # never another run's output, even for a moment
+        if run is None or not run.host or run.host == self.qq.monitor.host:
+            self._remote_asked = None
+            return
+        asked = (run.id, run.version)
+        if asked != self._remote_asked or (polled and run.status is Status.RUNNING):
+            self._remote_asked = asked
+            self._load_remote_output(run)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="remote-output")
+    def _load_remote_output(self, run: RunRecord) -> None:
+        try:
+            remote = self.qq.monitor.remote_output(run)
+        except SnapshotError:
+            # The poll that fails the same way shows the outage banner; keep what is
+            # on screen and ask again after the next poll that works.
+            self.post_message(RemoteOutputLoaded(run.id, None, failed=True))
+            return
+        self.post_message(RemoteOutputLoaded(run.id, remote))
+
+    @on(RemoteOutputLoaded)
+    def _on_remote_output_loaded(self, message: RemoteOutputLoaded) -> None:
+        if message.failed:
+            self._remote_asked = None
+        elif message.run_id == self._selected:
+            self._show_remote(message.remote)
+
+    def _show_remote(self, remote: RemoteOutput | None) -> None:
+        """Swap the output pane for the stored tail (a RemoteOutput), or back (None)."""
+        bottom = self.query_one("#bottom", Horizontal)
+        view = self.query_one(RemoteOutputView)
+        was_remote = bottom.has_class("-remote")
+        if remote is None:
+            if view.remote is not None:
+                view.clear()
+        else:
+            view.show(remote)
+        if was_remote != (remote is not None):
+            bottom.set_class(remote is not None, "-remote")
+            self.refresh_bindings()  # follow and search apply to a local log only
 
     @on(OutputView.FollowChanged)
     def _on_follow_changed(self, event: OutputView.FollowChanged) -> None:
@@ -232,6 +351,8 @@ class MainScreen(Screen[None]):
             if action == "close_filter":
                 return self.query_one("#filter", Input).has_focus or None
             return True
+        if action in ("follow", "search") and self.query_one("#bottom").has_class("-remote"):
+            return None
         run = self.selected_run
         return True if run is not None and applies(run) else None
 
@@ -372,6 +493,28 @@ class MainScreen(Screen[None]):
         if not box.value:
             box.remove_class("-open")
         self.query_one(RunTable).focus()
+
+    def action_cycle_host(self) -> None:
+        """Filter by the next host with runs in the store: all -> h1 -> h2 -> all."""
+        poll = self.qq.last_poll
+        hosts = sorted({r.host for r in poll.result.runs.values() if r.host}) if poll else []
+        box = self.query_one("#filter", Input)
+        words, current = split_host_filter(box.value)
+        if not hosts and not current:
+            self.notify("No run has a host yet: hosts appear once runs start", timeout=4)
+            return
+        if len(current) == 1 and current[0] in hosts:
+            at = hosts.index(current[0]) + 1
+            following = hosts[at] if at < len(hosts) else None
+        else:
+            following = hosts[0] if hosts and not current else None
+        if following is not None:
+            words.append(HOST_PREFIX + following)
+        box.value = " ".join(words)  # Input.Changed applies it, as if typed
+        if box.value:
+            box.add_class("-open")  # the filter line shows which host is on
+        elif not box.has_focus:
+            box.remove_class("-open")
 
     @on(Input.Changed, "#filter")
     def _on_filter_changed(self, event: Input.Changed) -> None:

@@ -110,6 +110,14 @@ class OutputView(ScrollView, can_focus=True):
     """Keep the last line in view as output arrives; off when scrolled up."""
     new_lines: reactive[int] = reactive(0, init=False)
     """Lines that arrived while follow was off."""
+    # The pane's size comes from the stylesheet, never from the log, so more lines need
+    # the scrollbar updated, not a layout: Widget's `virtual_size` asks for a layout of
+    # the whole screen, which re-rendered every widget (20-100 ms) for each line appended
+    # to the followed log and each time another run was selected.
+    virtual_size: reactive[Size] = reactive(Size(0, 0), layout=False)
+
+    def watch_virtual_size(self, size: Size) -> None:
+        self._scroll_update(size)
 
     class FollowChanged(Message):
         """Follow mode was turned on or off (by scrolling, a key or code)."""
@@ -178,6 +186,7 @@ class OutputView(ScrollView, can_focus=True):
         self._head_worker_generation = -1
         self._line_count = 0
         self._max_width = 0
+        self._size_pending = False  # keep the last log's size until the new one's refresh
         self._strips: LRUCache[tuple[int, int], Strip] = LRUCache(_CACHE_LINES)
         self._poll_timer: Timer | None = None
         # Search state: match byte offsets are stable when the head is merged in
@@ -294,8 +303,10 @@ class OutputView(ScrollView, can_focus=True):
         self._search_done = True
         self.new_lines = 0
         self.follow = True
-        self._update_virtual_size()
-        self.scroll_to(0, 0, animate=False, immediate=True, force=True)
+        # A log's old virtual size stays until the new log's first refresh, a few ms
+        # away: dropping to zero lines first hid the scrollbar and showed it again, two
+        # layouts of the whole screen (20-100 ms each) for every run selected.
+        self.scroll_to(x=0, animate=False, immediate=True, force=True)
         self.refresh()
         # Showing nothing, the 10 Hz stat has nothing to watch: an idle app wakes less.
         if self._index is None:
@@ -303,6 +314,11 @@ class OutputView(ScrollView, can_focus=True):
         else:
             self._poll_timer.resume()
         self._poll()
+        self._size_pending = self._refresh_worker is not None
+        if not self._size_pending:
+            # No file (yet), so no refresh is coming: the size of nothing now.
+            self._update_virtual_size()
+            self.scroll_to(0, 0, animate=False, immediate=True, force=True)
 
     def _poll(self) -> None:
         """One `os.stat`; index in a worker only when the file changed."""
@@ -351,6 +367,7 @@ class OutputView(ScrollView, can_focus=True):
         if index is not self._index:
             return
         result = message.result
+        self._size_pending = False
         width = self._content_width()
         if result.reset:
             self._strips.clear()
@@ -402,6 +419,9 @@ class OutputView(ScrollView, can_focus=True):
             event.stop()
             error = event.worker.error
             self.notify(f"Output view: {error}", title="Cannot read output", severity="error")
+            if event.worker is self._refresh_worker and self._size_pending:
+                self._size_pending = False  # no refresh is coming for this log
+                self._update_virtual_size()
 
     # -- geometry and follow -----------------------------------------------------
 
@@ -419,6 +439,8 @@ class OutputView(ScrollView, can_focus=True):
         return self.scrollable_content_region.width
 
     def _update_virtual_size(self) -> None:
+        if self._size_pending:
+            return  # also when called later by a render of the last log's lines
         height = self._line_count + self._overlay_rows()
         width = max(self._max_width, self._content_width())
         if Size(width, height) != self.virtual_size:

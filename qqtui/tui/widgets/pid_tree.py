@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import os
 import signal
-from typing import Any
 
 from rich.text import Text
 from textual.binding import Binding, BindingType
 from textual.message import Message
-from textual.widgets import DataTable
 
 from qqtui.core.procs import ProcInfo, RunTree
 from qqtui.tui.widgets import formatting as fmt
+from qqtui.tui.widgets.table_base import LiveTable
 
 _COLUMNS = (
     ("pid", "PID", 7),
@@ -32,7 +31,7 @@ def _short_command(cmdline: tuple[str, ...]) -> str:
     return " ".join((os.path.basename(cmdline[0]), *cmdline[1:]))
 
 
-class PidTree(DataTable[Any]):
+class PidTree(LiveTable):
     """Processes of one run, indented by depth; `t` TERM and `K` KILL one of them."""
 
     BINDINGS: list[BindingType] = [

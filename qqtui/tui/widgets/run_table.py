@@ -17,12 +17,13 @@ from textual import on
 from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.widgets import DataTable
-from textual.widgets.data_table import ColumnKey, RowKey
+from textual.widgets.data_table import ColumnKey
 
 from qqtui.core.monitor import Progress
 from qqtui.core.procs import RunTree
 from qqtui.core.records import RunRecord, Status
 from qqtui.tui.widgets import formatting as fmt
+from qqtui.tui.widgets.table_base import LiveTable
 
 Cell = tuple[str, str]
 """Text and Rich style of one cell."""
@@ -61,14 +62,34 @@ class RowData:
     sort_values: tuple[Any, ...]
 
 
+HOST_PREFIX = "host:"
+
+
+def split_host_filter(query: str) -> tuple[list[str], list[str]]:
+    """The words of `query` other than `host:NAME`, and the NAMEs (as typed)."""
+    words: list[str] = []
+    hosts: list[str] = []
+    for word in query.split():
+        if word.lower().startswith(HOST_PREFIX):
+            if len(word) > len(HOST_PREFIX):  # a bare "host:" is still being typed
+                hosts.append(word[len(HOST_PREFIX) :])
+        else:
+            words.append(word)
+    return words, hosts
+
+
 def matches_filter(run: RunRecord, query: str) -> bool:
-    """`query` words: a status word (`running`, `failed`, `hung`, `active`, `done`) keeps
-    runs in that state; any other word must appear in id, name, agent, command, host
-    or reason (case-insensitive). All words must match."""
+    """`query` words: `host:NAME` keeps runs on that host (exactly; several are OR-ed);
+    a status word (`running`, `failed`, `hung`, `active`, `done`) keeps runs in that
+    state; any other word must appear in id, name, agent, command, host or reason
+    (case-insensitive). All words must match."""
     if not query:
         return True
+    words, hosts = split_host_filter(query.lower())
+    if hosts and (run.host or "").lower() not in hosts:
+        return False
     haystack: str | None = None
-    for word in query.lower().split():
+    for word in words:
         if word in STATUS_WORDS:
             if word == "hung":
                 ok = run.hung and run.status is Status.RUNNING
@@ -240,8 +261,9 @@ def cell_text(cell: Cell) -> Text:
     return Text(text, style=style, no_wrap=True, overflow="ellipsis")
 
 
-class RunTable(DataTable[Any]):
-    """The runs, one row per run id; `apply` diffs in the new rows."""
+class RunTable(LiveTable):
+    """The runs, one row per run id; `apply` diffs in the new rows (and LiveTable
+    re-renders only the changed cells)."""
 
     BINDINGS: list[BindingType] = [
         Binding(
@@ -385,13 +407,17 @@ class RunTable(DataTable[Any]):
         if run_id not in self._rows:
             return False
         self.move_cursor(row=self.get_row_index(str(run_id)))
+        # The cursor may already be on that row (then no highlight event comes).
+        self._set_selected(run_id)
         return True
 
     @on(DataTable.RowHighlighted)
     def _on_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         event.stop()
-        key: RowKey = event.row_key
-        self._set_selected(int(key.value) if key.value is not None else None)
+        # The run under the cursor now, not the event's row: rows added and sorted in
+        # one batch post highlights that are stale by the time they arrive (the first
+        # poll selected the oldest run while the cursor showed the newest).
+        self._set_selected(self._run_at_cursor())
 
     @on(DataTable.HeaderSelected)
     def _on_header_selected(self, event: DataTable.HeaderSelected) -> None:

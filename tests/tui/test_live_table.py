@@ -1,0 +1,189 @@
+"""LiveTable and OutputView repaint what changed: one changed cell re-renders one cell,
+and rows or log lines that arrive do not lay out the whole screen."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from rich.text import Text
+from textual.app import App, ComposeResult
+from textual.pilot import Pilot
+from textual.screen import Screen
+from textual.widgets import DataTable
+
+from qqtui.tui.widgets.output_view import OutputView
+from qqtui.tui.widgets.table_base import LiveTable
+
+SIZE = (80, 24)
+
+
+class TableApp(App[None]):
+    def compose(self) -> ComposeResult:
+        table = LiveTable(cursor_type="row")
+        table.styles.height = "1fr"  # as the app's stylesheet sizes its tables
+        yield table
+
+    def on_mount(self) -> None:
+        table = self.query_one(LiveTable)
+        for key in ("a", "b", "c"):
+            table.add_column(key.upper(), width=8, key=key)
+        for i in range(5):
+            table.add_row(*(Text(f"{key}{i}") for key in "abc"), key=str(i))
+
+
+def rows_shown(table: LiveTable) -> list[str]:
+    return [table.render_line(y).text.split() for y in range(1, table.row_count + 1)]
+
+
+class Counter:
+    """Counts DataTable's (uncached-by-LiveTable) cell renders and screen layouts."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.cells = 0
+        self.layouts = 0
+        render_cell = DataTable._render_cell
+        refresh_layout = Screen._refresh_layout
+
+        def counted_cell(table: DataTable, *args: object, **kwargs: object) -> object:
+            self.cells += 1
+            return render_cell(table, *args, **kwargs)  # type: ignore[arg-type]
+
+        def counted_layout(screen: Screen, *args: object, **kwargs: object) -> object:
+            self.layouts += 1
+            return refresh_layout(screen, *args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(DataTable, "_render_cell", counted_cell)
+        monkeypatch.setattr(Screen, "_refresh_layout", counted_layout)
+
+    def reset(self) -> None:
+        self.cells = self.layouts = 0
+
+
+async def settle(pilot: Pilot[None]) -> None:
+    for _ in range(3):
+        await pilot.pause()
+
+
+@pytest.mark.asyncio
+async def test_one_changed_cell_re_renders_one_cell(monkeypatch: pytest.MonkeyPatch) -> None:
+    counter = Counter(monkeypatch)
+    app = TableApp()
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.query_one(LiveTable)
+        await settle(pilot)
+        assert rows_shown(table)[3] == ["a3", "b3", "c3"]
+        counter.reset()
+        table.update_cell("3", "b", Text("NEW"))
+        await settle(pilot)
+        assert rows_shown(table)[3] == ["a3", "NEW", "c3"]
+        assert counter.cells == 1  # DataTable alone re-renders all 15 visible cells
+
+
+@pytest.mark.asyncio
+async def test_sorting_and_restyling_still_repaint(monkeypatch: pytest.MonkeyPatch) -> None:
+    app = TableApp()
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.query_one(LiveTable)
+        await settle(pilot)
+        table.sort("a", key=lambda cell: cell.plain, reverse=True)
+        await settle(pilot)
+        assert [row[0] for row in rows_shown(table)] == ["a4", "a3", "a2", "a1", "a0"]
+        before = table.render_line(2)
+        app.theme = "textual-light" if app.theme != "textual-light" else "nord"
+        await settle(pilot)
+        after = table.render_line(2)
+        assert after.text == before.text
+        assert [s.style for s in after] != [s.style for s in before]  # new colours
+
+
+@pytest.mark.asyncio
+async def test_rows_arriving_do_not_lay_out_the_screen(monkeypatch: pytest.MonkeyPatch) -> None:
+    counter = Counter(monkeypatch)
+    app = TableApp()
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.query_one(LiveTable)
+        for i in range(5, 60):  # past the height: the scrollbar appears (one layout)
+            table.add_row(*(Text(f"{key}{i}") for key in "abc"), key=str(i))
+        await settle(pilot)
+        assert table.show_vertical_scrollbar
+        counter.reset()
+        for i in range(60, 80):
+            table.add_row(*(Text(f"{key}{i}") for key in "abc"), key=str(i))
+            await pilot.pause()
+        await settle(pilot)
+        assert counter.layouts == 0
+        assert table.virtual_size.height == 81  # header + 80 rows
+        assert table.vertical_scrollbar.window_virtual_size == 81
+        table.move_cursor(row=79)
+        await settle(pilot)
+        visible = [table.render_line(y).text.split() for y in range(table.size.height)]
+        assert ["a79", "b79", "c79"] in visible  # scrolled to the last row
+
+
+class OutputApp(App[None]):
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = path
+
+    def compose(self) -> ComposeResult:
+        yield OutputView(self.path)
+
+
+@pytest.mark.asyncio
+async def test_followed_output_does_not_lay_out_the_screen(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    counter = Counter(monkeypatch)
+    log = tmp_path / "run.log"
+    log.write_bytes(b"".join(b"line %d\n" % i for i in range(100)))
+    app = OutputApp(log)
+    async with app.run_test(size=SIZE) as pilot:
+        view = app.query_one(OutputView)
+        while view.line_count < 100:
+            await pilot.pause(0.02)
+        await settle(pilot)
+        counter.reset()
+        for i in range(100, 110):
+            with log.open("ab") as f:
+                f.write(b"line %d\n" % i)
+            while view.line_count < i + 1:
+                await pilot.pause(0.02)
+        await settle(pilot)
+        assert counter.layouts == 0
+        last = view.render_line(view.scrollable_content_region.height - 1).text.strip()
+        assert last == "line 109"  # still following
+        assert view.vertical_scrollbar.window_virtual_size == view.virtual_size.height
+
+
+@pytest.mark.asyncio
+async def test_switching_logs_does_not_lay_out_the_screen(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    counter = Counter(monkeypatch)
+    logs = {}
+    for name in ("a", "b"):
+        logs[name] = tmp_path / f"{name}.log"
+        logs[name].write_bytes(b"".join(b"%s line %d\n" % (name.encode(), i) for i in range(100)))
+    app = OutputApp(logs["a"])
+    async with app.run_test(size=SIZE) as pilot:
+        view = app.query_one(OutputView)
+        while not (view.line_count == 100 and view.show_vertical_scrollbar):
+            await pilot.pause(0.02)
+        await settle(pilot)
+        counter.reset()
+        for name in ("b", "a", "b"):
+            view.set_path(logs[name])
+            height = view.scrollable_content_region.height
+            last = f"{name} line 99"
+            for _ in range(250):
+                if view.render_line(height - 1).text.strip() == last:
+                    break
+                await pilot.pause(0.02)
+            assert view.render_line(height - 1).text.strip() == last
+            assert view.follow and view.show_vertical_scrollbar
+        assert counter.layouts == 0
+        view.set_path(tmp_path / "missing.log")  # nothing to scroll: the scrollbar goes
+        await settle(pilot)
+        assert not view.show_vertical_scrollbar and view.follow
+        assert view.render_line(0).text.strip() == "waiting for output…"
