@@ -19,8 +19,7 @@ import argparse
 import contextlib
 import multiprocessing
 import os
-import platform
-import re
+import statistics
 import sys
 import tempfile
 import time
@@ -30,8 +29,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-README = Path(__file__).with_name("README.md")
-HEADING = "## Claim throughput: PostgreSQL vs SQLite"
+sys.path.insert(0, str(Path(__file__).parent))
+from _machine import machine_line, update_readme_section
+
+TITLE = "Claim throughput: PostgreSQL vs SQLite"
 PG_URL = os.environ.get("QQTUI_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
 
@@ -127,33 +128,28 @@ def pg_settings() -> str:
     return f"PostgreSQL {version} on 127.0.0.1 (fsync={fsync}, synchronous_commit={sync})"
 
 
-def section(results: list[tuple[str, int, int, float]], n: int, workers: int) -> str:
+def section(
+    results: dict[tuple[str, int], list[float]], n: int, workers: int, load: tuple[float, float]
+) -> str:
     lines = [
-        HEADING,
-        "",
-        f"`bench/bench_claims.py`, {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, "
-        f"{platform.machine()}, Python {platform.python_version()}; {pg_settings()}, the "
-        "server on the same machine; SQLite WAL file in a temp dir on the local disk.",
+        f"`bench/bench_claims.py`, {time.strftime('%Y-%m-%d')}, {machine_line()}; {pg_settings()}, the "
+        "server on the same machine; SQLite WAL file in a temp dir on the local disk. "
+        f"Load average (1 min) {load[0]:.2f} at the start, {load[1]:.2f} at the end.",
         f"{workers} worker processes, {n:,} queued runs per row, `Store.claim_runs` until "
-        "empty (every claim is its own committed transaction with its event rows).",
+        "empty (every claim is its own committed transaction with its event rows). "
+        "Medians with (min\u2013max, n) over repeats, PostgreSQL and SQLite interleaved.",
         "",
-        "| backend | runs per claim call | claims/s | target |",
+        "| backend | runs per claim call | claims/s | goal |",
         "| --- | --- | --- | --- |",
     ]
-    for backend, batch, _, rate in results:
-        target = ">= 2,000" if backend == "PostgreSQL" else ""
-        lines.append(f"| {backend} | {batch} | {rate:,.0f} | {target} |")
+    for (backend, batch), rates in results.items():
+        goal = "≥ 2,000" if backend == "PostgreSQL" else ""
+        med = statistics.median(rates)
+        spread = (
+            f" ({min(rates):,.0f}\u2013{max(rates):,.0f}, n={len(rates)})" if len(rates) > 1 else ""
+        )
+        lines.append(f"| {backend} | {batch} | {med:,.0f}{spread} | {goal} |")
     return "\n".join(lines) + "\n"
-
-
-def update_readme(text: str) -> None:
-    old = README.read_text() if README.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(HEADING)}\n.*?(?=^## |\Z)", re.M | re.S)
-    if pattern.search(old):
-        new = pattern.sub(lambda _: text + "\n", old, count=1)
-    else:
-        new = old.rstrip("\n") + "\n\n" + text
-    README.write_text(new.rstrip("\n") + "\n")
 
 
 def main() -> None:
@@ -161,22 +157,27 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=8000)
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--batches", default="1,8", help="runs per claim call, comma-separated")
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--update-readme", action="store_true")
     args = parser.parse_args()
-    results: list[tuple[str, int, int, float]] = []
-    for batch in (int(b) for b in args.batches.split(",")):
-        with pg_schema() as url:
-            rate, claimed = measure(url, args.runs, args.workers, batch)
-        results.append(("PostgreSQL", batch, claimed, rate))
-        print(f"PostgreSQL batch {batch}: {rate:,.0f} claims/s", file=sys.stderr)
-        with tempfile.TemporaryDirectory() as tmp:
-            rate, claimed = measure(f"sqlite:///{tmp}/bench.db", args.runs, args.workers, batch)
-        results.append(("SQLite", batch, claimed, rate))
-        print(f"SQLite batch {batch}: {rate:,.0f} claims/s", file=sys.stderr)
-    text = section(results, args.runs, args.workers)
+    load_at_start = os.getloadavg()[0]
+    results: dict[tuple[str, int], list[float]] = {}
+    for _ in range(args.repeats):
+        for batch in (int(b) for b in args.batches.split(",")):
+            with pg_schema() as url:
+                rate, _claimed = measure(url, args.runs, args.workers, batch)
+            results.setdefault(("PostgreSQL", batch), []).append(rate)
+            print(f"PostgreSQL batch {batch}: {rate:,.0f} claims/s", file=sys.stderr)
+            with tempfile.TemporaryDirectory() as tmp:
+                rate, _claimed = measure(
+                    f"sqlite:///{tmp}/bench.db", args.runs, args.workers, batch
+                )
+            results.setdefault(("SQLite", batch), []).append(rate)
+            print(f"SQLite batch {batch}: {rate:,.0f} claims/s", file=sys.stderr)
+    text = section(results, args.runs, args.workers, (load_at_start, os.getloadavg()[0]))
     print(text)
     if args.update_readme:
-        update_readme(text)
+        update_readme_section(TITLE, text)
 
 
 if __name__ == "__main__":

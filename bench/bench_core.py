@@ -106,7 +106,12 @@ def _claimer(home: str, limit: int, start: mp.Event, out: mp.Queue) -> None:
 
 
 def _raw_claimer(home: str, limit: int, start: mp.Event, out: mp.Queue) -> None:
-    """The same claim through the stdlib driver: the floor SQLAlchemy adds to."""
+    """The store's own claim statements (`dialects.claim_sql`), sent straight through the
+    stdlib driver on a connection of its own: the floor the store's engine adds to."""
+    from qqtui.core.dialects import claim_event_reason, claim_sql
+
+    sql = claim_sql("sqlite")
+    assert sql.leased_due is not None and sql.events is not None
     conn = sqlite3.connect(Path(home) / "qqtui.db", timeout=30, isolation_level=None)
     conn.execute("PRAGMA busy_timeout=30000")
     conn.execute("PRAGMA journal_mode=WAL")
@@ -117,22 +122,30 @@ def _raw_claimer(home: str, limit: int, start: mp.Event, out: mp.Queue) -> None:
     start.wait()
     while True:
         now = time.time()
-        token = uuid.uuid4().hex
+        params = {
+            "now": now,
+            "limit": limit,
+            "worker": worker,
+            "host": "h",
+            "token": uuid.uuid4().hex,
+            "actor": f"worker:{worker}",
+        }
         conn.execute("BEGIN IMMEDIATE")
-        rows = conn.execute(
-            "UPDATE runs SET status='running', worker_id=?, host=?, claim_token=?, started_at=?,"
-            " finished_at=NULL, heartbeat_at=?, activity_at=?, exit_code=NULL, signal=NULL,"
-            " reason=NULL, version=version+1 WHERE id IN (SELECT id FROM runs WHERE"
-            " status='queued' AND (not_before IS NULL OR not_before <= ?) ORDER BY id LIMIT ?)"
-            " AND status='queued' RETURNING *",
-            (worker, "h", token, now, now, now, now, limit),
-        ).fetchall()
-        for row in rows:
-            conn.execute(
-                "INSERT INTO events (run_id, at, kind, from_status, to_status, reason, actor, host)"
-                " VALUES (?, ?, 'transition', 'queued', 'running', ?, ?, 'h')",
-                (row[0], now, f"claimed by worker {worker}", f"worker:{worker}"),
-            )
+        assert conn.execute(sql.leased_due, params).fetchone() is None
+        rows = conn.execute(sql.claim, params).fetchall()
+        conn.executemany(
+            sql.events,
+            [
+                {
+                    "run_id": row[0],
+                    "now": now,
+                    "reason": claim_event_reason(worker, 1),
+                    "actor": params["actor"],
+                    "host": "h",
+                }
+                for row in rows
+            ],
+        )
         conn.execute("COMMIT")
         calls += 1
         if not rows:
@@ -142,24 +155,16 @@ def _raw_claimer(home: str, limit: int, start: mp.Event, out: mp.Queue) -> None:
     conn.close()
 
 
-WHAT_IF_INDEX = "CREATE INDEX bench_runs_status_id ON runs (status, id)"
 DUE_SELECT = (
-    "SELECT id FROM runs WHERE status = 'queued' AND (not_before IS NULL OR not_before <= ?)"
-    " ORDER BY id LIMIT 1"
+    "SELECT id FROM runs WHERE status = 'queued' AND leased = 0"
+    " AND (not_before IS NULL OR not_before <= ?) ORDER BY id LIMIT 1"
 )
 
 
-def add_what_if_index(home: Path) -> None:
-    with sqlite3.connect(home / "qqtui.db") as conn:
-        conn.execute(WHAT_IF_INDEX)
-
-
-def due_select_cost(template: Path, work: Path, index: bool) -> tuple[str, float]:
+def due_select_cost(template: Path, work: Path) -> tuple[str, float]:
     """The claim's subquery alone on a full queue: its plan and microseconds per call."""
     home = work / f"plan-{uuid.uuid4().hex[:8]}"
     copy_db(template, home)
-    if index:
-        add_what_if_index(home)
     conn = sqlite3.connect(home / "qqtui.db")
     plan = "; ".join(r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + DUE_SELECT, (time.time(),)))
     times = []
@@ -173,13 +178,9 @@ def due_select_cost(template: Path, work: Path, index: bool) -> tuple[str, float
     return plan, statistics.median(times)
 
 
-def claim_once(
-    template: Path, work: Path, procs: int, limit: int, raw: bool = False, index: bool = False
-) -> dict:
+def claim_once(template: Path, work: Path, procs: int, limit: int, raw: bool = False) -> dict:
     home = work / f"claim-{uuid.uuid4().hex[:8]}"
     copy_db(template, home)
-    if index:
-        add_what_if_index(home)
     ctx = mp.get_context("fork")
     start = ctx.Event()
     out = ctx.Queue()
@@ -207,51 +208,39 @@ def claim_once(
     }
 
 
-# (processes, limit, stdlib sqlite3 instead of the store, with the what-if index)
+# (processes, limit, stdlib sqlite3 instead of the store)
 ALL_CASES = [
-    (1, 1, False, False),
-    (4, 1, False, False),
-    (1, 8, False, False),
-    (4, 8, False, False),
-    (1, 1, True, False),
-    (4, 1, True, False),
-    (1, 1, True, True),
+    (1, 1, False),
+    (4, 1, False),
+    (1, 8, False),
+    (4, 8, False),
+    (1, 1, True),
+    (4, 1, True),
 ]
-BIG_CASES = [
-    (1, 1, False, False),
-    (4, 1, False, False),
-    (1, 8, False, False),
-    (4, 8, False, False),
-    (1, 1, True, False),
-    (1, 1, True, True),
-]
+BIG_CASES = [(1, 1, False), (4, 1, False), (1, 8, False), (1, 1, True)]
 
 
-def case_key(procs: int, limit: int, raw: bool, index: bool) -> str:
-    return f"{procs}p-l{limit}{'-raw' if raw else ''}{'-ix' if index else ''}"
+def case_key(procs: int, limit: int, raw: bool) -> str:
+    return f"{procs}p-l{limit}{'-raw' if raw else ''}"
 
 
-def bench_claim(work: Path, n: int, repeats: int, cases: list[tuple[int, int, bool, bool]]) -> dict:
+def bench_claim(work: Path, n: int, repeats: int, cases: list[tuple[int, int, bool]]) -> dict:
     template = work / f"claim-template-{n}"
     template.mkdir()
     add_rate = fill_queued(template, n)
     print(f"  filled {n:,} queued runs with Store.add_run: {add_rate:,.0f} adds/s", flush=True)
     results: dict = {"n": n, "add_rate": add_rate, "cases": {}}
-    results["plan"] = due_select_cost(template, work, index=False)
-    results["plan_ix"] = due_select_cost(template, work, index=True)
-    print(
-        f"  due select: {results['plan']} / with (status, id) index: {results['plan_ix']}",
-        flush=True,
-    )
+    results["plan"] = due_select_cost(template, work)
+    print(f"  due select: {results['plan']}", flush=True)
     for rep in range(repeats):
-        for procs, limit, raw, index in cases:
-            r = claim_once(template, work, procs, limit, raw, index)
+        for procs, limit, raw in cases:
+            r = claim_once(template, work, procs, limit, raw)
             if r["unique"] != r["claims"] or r["claims"] != n:
                 raise SystemExit(f"claim check failed: {r['claims']} claims, {r['unique']} unique")
-            results["cases"].setdefault(case_key(procs, limit, raw, index), []).append(r["rate"])
+            results["cases"].setdefault(case_key(procs, limit, raw), []).append(r["rate"])
             print(
                 f"  {n:,} queued, rep {rep + 1}: {procs} proc(s), limit {limit}"
-                f"{' (stdlib sqlite3)' if raw else ''}{' (+ index)' if index else ''}:"
+                f"{' (stdlib sqlite3)' if raw else ''}:"
                 f" {r['rate']:,.0f} claims/s in {r['seconds']:.1f} s, split {r['per_proc']}",
                 flush=True,
             )
@@ -514,8 +503,9 @@ def bench_cpu(work: Path, runs: int, seconds: float, repeats: int) -> dict:
 def report(res: dict, args: argparse.Namespace) -> str:
     out = [
         f"`bench/bench_core.py{''.join(' ' + a for a in sys.argv[1:] if a != '--update-readme')}`"
-        f", {DATE}, {machine_line()}, {code_state()}, temp home on the local disk. Other "
-        "engineers' tests were running on the same 2 cores: medians with (min\u2013max, n) over repeats.",
+        f", {DATE}, {machine_line()}, {code_state()}, temp home on the local disk. Load "
+        f"average (1 min) {res['load'][0]:.2f} at the start and {res['load'][1]:.2f} at the end; "
+        "medians with (min\u2013max, n) over repeats.",
         "",
         "| what | measured | goal |",
         "| --- | --- | --- |",
@@ -529,11 +519,14 @@ def report(res: dict, args: argparse.Namespace) -> str:
                 ("4p-l1", "claim, 4 contending processes, limit 1", "≥ 1,000/s"),
                 ("1p-l8", "claim, 1 process, limit 8 (runs/s)", ""),
                 ("4p-l8", "claim, 4 processes, limit 8 (runs/s)", ""),
-                ("1p-l1-raw", "peer: the same SQL via stdlib sqlite3, 1 process, limit 1", ""),
-                ("4p-l1-raw", "peer: the same SQL via stdlib sqlite3, 4 processes, limit 1", ""),
                 (
-                    "1p-l1-raw-ix",
-                    "what-if: stdlib sqlite3 + an index on (status, id), 1 process, limit 1",
+                    "1p-l1-raw",
+                    "floor: the same statements via stdlib sqlite3, 1 process, limit 1",
+                    "",
+                ),
+                (
+                    "4p-l1-raw",
+                    "floor: the same statements via stdlib sqlite3, 4 processes, limit 1",
                     "",
                 ),
             ]:
@@ -541,18 +534,15 @@ def report(res: dict, args: argparse.Namespace) -> str:
                     out.append(
                         f"| {label}, {n:,} queued until empty | {spread(c[key], '{:,.0f}')} claims/s | {goal} |"
                     )
-            (plan, us), (plan_ix, us_ix) = part["plan"], part["plan_ix"]
+            plan, us = part["plan"]
             out.append(
-                f"| the claim's due-runs SELECT alone, {n:,} queued (plan: {plan}) | {us:,.0f} µs | |"
-            )
-            out.append(
-                f"| what-if: same SELECT with an index on (status, id) (plan: {plan_ix}) | {us_ix:,.1f} µs | |"
+                f"| the claim's due-runs SELECT alone, {n:,} queued (plan: {plan}) | {us:,.1f} µs | |"
             )
             if "1p-l1" in c and "1p-l1-raw" in c:
                 notes.append(
-                    f"With {n:,} queued, the store's claim runs at "
-                    f"{statistics.median(c['1p-l1-raw']) / statistics.median(c['1p-l1']):.1f}x the time "
-                    "of the same SQL sent through the stdlib driver (one process)."
+                    f"With {n:,} queued, the store's claim takes "
+                    f"{statistics.median(c['1p-l1-raw']) / statistics.median(c['1p-l1']):.2f}x the time "
+                    "of the same statements sent through the stdlib driver (one process)."
                 )
         out.append(
             "| `Store.add_run` (pre-fill, one transaction each) | "
@@ -636,6 +626,7 @@ def main() -> None:
     args = p.parse_args()
     parts = set(args.only.split(","))
     res: dict = {}
+    load_at_start = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="qqbench-core-") as tmp:
         work = Path(tmp)
         if "claim" in parts:
@@ -652,6 +643,7 @@ def main() -> None:
         if "cpu" in parts:
             print("supervisor CPU", flush=True)
             res["cpu"] = bench_cpu(work, 100, args.cpu_seconds, args.cpu_windows)
+    res["load"] = (load_at_start, os.getloadavg()[0])
     text = report(res, args)
     print()
     print(text)
