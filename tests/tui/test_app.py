@@ -12,6 +12,7 @@ from unittest import mock
 
 import psutil
 import pytest
+from textual.widgets._footer import FooterKey
 
 from qqtui.config import Settings
 from qqtui.core.launch import output_log_path, submit_run
@@ -175,6 +176,32 @@ async def test_cancel_asks_then_cancels_the_running_run(
         await pilot.press("c")
         await pilot.pause()
         assert isinstance(app.screen, MainScreen)
+
+
+def footer_keys(app: QqApp) -> dict[str, bool]:
+    """The Footer's keys as drawn: action -> enabled."""
+    return {key.action: not key.has_class("-disabled") for key in app.screen.query(FooterKey)}
+
+
+@pytest.mark.asyncio
+async def test_footer_follows_the_selected_runs_status(
+    tui_settings: Settings, tui_store: Store
+) -> None:
+    # The selected run stays selected while it finishes: only its record changes, and
+    # the Footer must still trade cancel/kill for retry/resume.
+    run_id = add(tui_store, tui_settings, "sleep", "300", name="finishing")
+    token = tui_store.claim_runs("w")[0].claim_token or ""
+    app = app_for(tui_settings, tui_store)
+    async with app.run_test(size=SIZE) as pilot:
+        await select_run(pilot, app, run_id)
+        await wait_until(pilot, lambda: footer_keys(app).get("cancel") is True, what="cancel on")
+        assert footer_keys(app).get("retry") is False
+        tui_store.finish_run(run_id, token, Status.FAILED, reason="exit 1", exit_code=1)
+        await wait_until(
+            pilot,
+            lambda: footer_keys(app).get("retry") is True and not footer_keys(app).get("cancel"),
+            what="retry on, cancel off",
+        )
 
 
 @pytest.mark.asyncio

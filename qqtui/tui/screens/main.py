@@ -139,6 +139,8 @@ class MainScreen(Screen[None]):
         self._selected: int | None = None
         self._pending_select: int | None = None
         self._mounted = False
+        # The keys that applied to the selected run when the Footer was last built.
+        self._shown_actions: frozenset[str] = frozenset()
         # (run id, version) whose stored output tail was last asked for.
         self._remote_asked: tuple[int, int] | None = None
 
@@ -154,7 +156,7 @@ class MainScreen(Screen[None]):
             " · enter: apply · esc: close",
             id="filter",
         )
-        yield RunTable(id="runs")
+        yield RunTable(on_select=self._on_selection_changed, id="runs")
         with Horizontal(id="bottom"):
             yield OutputView(id="output")
             yield RemoteOutputView(id="remote-output")
@@ -196,7 +198,6 @@ class MainScreen(Screen[None]):
 
     def show_poll(self, message: RunsPolled) -> None:
         """Apply one poll: table rows, counts, the selected run's tree and titles."""
-        before = applicable_actions(self.selected_run)
         table = self.query_one(RunTable)
         table.apply(message.rows)
         header = self.query_one(CountsHeader)
@@ -204,11 +205,7 @@ class MainScreen(Screen[None]):
         header.show_warning(clock_warning(message.result.clock_skews))
         if self._pending_select is not None and table.select_run(self._pending_select):
             self._pending_select = None
-        # Not `before != run`: a running run's record changes every poll, and rebuilding
-        # the Footer each time was a quarter of the app's CPU with 100 runs.
-        self._show_selected(
-            refresh_bindings=before != applicable_actions(self.selected_run), polled=True
-        )
+        self._show_selected(polled=True)
         self._show_table_title()
 
     def _show_table_title(self) -> None:
@@ -251,15 +248,12 @@ class MainScreen(Screen[None]):
         if not self.query_one(RunTable).select_run(run_id):
             self._pending_select = run_id
 
-    @on(RunTable.SelectionChanged)
-    def _on_selection_changed(self, event: RunTable.SelectionChanged) -> None:
-        before = applicable_actions(self.selected_run)
-        self._selected = event.run_id
-        # Refreshing the bindings rebuilds the Footer and lays out the whole screen:
-        # only when the keys that apply change, not on every arrow key.
-        self._show_selected(refresh_bindings=before != applicable_actions(self.selected_run))
+    def _on_selection_changed(self, run_id: int | None) -> None:
+        """The table's cursor is on another run (called by the table as it moves)."""
+        self._selected = run_id
+        self._show_selected()
 
-    def _show_selected(self, *, refresh_bindings: bool, polled: bool = False) -> None:
+    def _show_selected(self, *, polled: bool = False) -> None:
         run = self.selected_run
         self._ask_remote_output(run, polled=polled)
         output = self.query_one(OutputView)
@@ -287,7 +281,13 @@ class MainScreen(Screen[None]):
         pids.show_tree(tree)
         if pids.border_title != pids_title:
             pids.border_title = pids_title
-        if refresh_bindings:
+        # Refreshing the bindings rebuilds the Footer and lays out the whole screen: only
+        # when the keys that apply change, not on every arrow key or poll (a running
+        # run's record changes every poll; rebuilding the Footer each time was a quarter
+        # of the app's CPU with 100 runs).
+        actions = applicable_actions(run)
+        if actions != self._shown_actions:
+            self._shown_actions = actions
             self.refresh_bindings()
 
     # -- output of runs on other hosts ---------------------------------------------

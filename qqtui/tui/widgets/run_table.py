@@ -8,14 +8,14 @@ comparison per row on the UI thread.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from rich.text import Text
 from textual import on
 from textual.binding import Binding, BindingType
-from textual.message import Message
+from textual.coordinate import Coordinate
 from textual.widgets import DataTable
 from textual.widgets.data_table import ColumnKey
 
@@ -291,19 +291,13 @@ class RunTable(LiveTable):
         ),
     ]
 
-    class SelectionChanged(Message):
-        """The highlighted run changed (or there is none any more)."""
-
-        def __init__(self, run_table: RunTable, run_id: int | None) -> None:
-            super().__init__()
-            self.run_table = run_table
-            self.run_id = run_id
-
-        @property
-        def control(self) -> RunTable:
-            return self.run_table
-
-    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        on_select: Callable[[int | None], None],
+        id: str | None = None,
+        classes: str | None = None,
+    ) -> None:
         super().__init__(
             id=id,
             classes=classes,
@@ -314,6 +308,12 @@ class RunTable(LiveTable):
         self._rows: dict[int, RowData] = {}
         self.sort_column, self.sort_reverse = DEFAULT_SORT
         self._selected: int | None = None
+        # Called at once (not through a message) when the highlighted run changes, so
+        # the panes that follow the selection repaint in the same frame as the cursor:
+        # a message arrived after the cursor's repaint, and the panes waited one or two
+        # more frames of the screen's 60 Hz timer (25 ms of a 40 ms key press).
+        self._on_select = on_select
+        self._applying = False
 
     def on_mount(self) -> None:
         for column in COLUMNS:
@@ -336,35 +336,43 @@ class RunTable(LiveTable):
     def apply(self, rows: dict[int, RowData]) -> None:
         """Make the table show `rows`: remove gone keys, update changed cells, add new rows."""
         selected = self._selected
-        resort = False
-        sort_index = COLUMN_INDEX[self.sort_column]
         shown = self._rows
         if len(rows) == len(shown) and all(shown.get(k) is r for k, r in rows.items()):
             return  # nothing changed: no batch, no repaint (an idle app stays idle)
         with self.app.batch_update():
-            for run_id in [r for r in self._rows if r not in rows]:
-                self.remove_row(str(run_id))
-                del self._rows[run_id]
-            for run_id, row in rows.items():
-                old = self._rows.get(run_id)
-                if old is row:
-                    continue
-                if old is None:
-                    self.add_row(*(cell_text(c) for c in row.cells), key=str(run_id))
-                    resort = True
-                elif old != row:
-                    key = str(run_id)
-                    for column, old_cell, new_cell in zip(
-                        COLUMNS, old.cells, row.cells, strict=True
-                    ):
-                        if old_cell != new_cell:
-                            self.update_cell(key, column.key, cell_text(new_cell))
-                    if old.sort_values[sort_index] != row.sort_values[sort_index]:
-                        resort = True
-                self._rows[run_id] = row
-            if resort:
-                self._sort()
+            # Rows removed or moved above shift the cursor on the way: report only
+            # where it ends up.
+            self._applying = True
+            try:
+                if self._apply_rows(rows):
+                    self._sort()
+            finally:
+                self._applying = False
             self._restore_selection(selected)
+
+    def _apply_rows(self, rows: dict[int, RowData]) -> bool:
+        """Remove, update and add rows; whether the order may have changed."""
+        resort = False
+        sort_index = COLUMN_INDEX[self.sort_column]
+        for run_id in [r for r in self._rows if r not in rows]:
+            self.remove_row(str(run_id))
+            del self._rows[run_id]
+        for run_id, row in rows.items():
+            old = self._rows.get(run_id)
+            if old is row:
+                continue
+            if old is None:
+                self.add_row(*(cell_text(c) for c in row.cells), key=str(run_id))
+                resort = True
+            elif old != row:
+                key = str(run_id)
+                for column, old_cell, new_cell in zip(COLUMNS, old.cells, row.cells, strict=True):
+                    if old_cell != new_cell:
+                        self.update_cell(key, column.key, cell_text(new_cell))
+                if old.sort_values[sort_index] != row.sort_values[sort_index]:
+                    resort = True
+            self._rows[run_id] = row
+        return resort
 
     def _sort(self) -> None:
         index = COLUMN_INDEX[self.sort_column]
@@ -400,7 +408,12 @@ class RunTable(LiveTable):
     def _set_selected(self, run_id: int | None) -> None:
         if run_id != self._selected:
             self._selected = run_id
-            self.post_message(self.SelectionChanged(self, run_id))
+            self._on_select(run_id)
+
+    def watch_cursor_coordinate(self, old: Coordinate, new: Coordinate) -> None:
+        super().watch_cursor_coordinate(old, new)
+        if old.row != new.row and not self._applying:
+            self._set_selected(self._run_at_cursor())
 
     def select_run(self, run_id: int) -> bool:
         """Move the cursor to `run_id` if it is shown."""
@@ -410,14 +423,6 @@ class RunTable(LiveTable):
         # The cursor may already be on that row (then no highlight event comes).
         self._set_selected(run_id)
         return True
-
-    @on(DataTable.RowHighlighted)
-    def _on_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        event.stop()
-        # The run under the cursor now, not the event's row: rows added and sorted in
-        # one batch post highlights that are stale by the time they arrive (the first
-        # poll selected the oldest run while the cursor showed the newest).
-        self._set_selected(self._run_at_cursor())
 
     @on(DataTable.HeaderSelected)
     def _on_header_selected(self, event: DataTable.HeaderSelected) -> None:
