@@ -3,6 +3,7 @@ workers and sends intents to core. It never runs SQL and never signals a process
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
 from collections.abc import Callable
@@ -12,7 +13,7 @@ from typing import Any
 from textual import on, work
 from textual.app import App
 from textual.binding import Binding, BindingType
-from textual.timer import Timer
+from textual.message import Message
 from textual.worker import Worker, WorkerState
 
 from qqtui.config import Settings
@@ -22,7 +23,15 @@ from qqtui.core.records import QqError, Status
 from qqtui.core.snapshot import SnapshotError, database_error_text
 from qqtui.core.store import Store
 from qqtui.tui.commands import BindingCommands
-from qqtui.tui.messages import IntentDone, IntentOutcome, Outage, PollFailed, RunsPolled
+from qqtui.tui.messages import (
+    IntentDone,
+    IntentOutcome,
+    Outage,
+    PollCrashed,
+    PollFailed,
+    RunsPolled,
+)
+from qqtui.tui.poller import PollThread
 from qqtui.tui.screens.help import HelpScreen
 from qqtui.tui.screens.main import MainScreen
 from qqtui.tui.screens.sessions import SessionsScreen
@@ -40,6 +49,16 @@ _ALERT_TEXT = {
     "lost": ("was lost (its worker died)", "error"),
     "hung": ("looks hung: no output or heartbeat", "warning"),
 }
+
+
+def error_text(error: BaseException | None) -> str:
+    """One line for an error a thread met: ours as they are, the database's with its
+    cause, anything else with its type (it is a bug, and the type helps the report)."""
+    if isinstance(error, QqError):
+        return str(error)
+    if error is not None and (cause := database_error_text(error)) is not None:
+        return f"database error: {cause}"
+    return f"{type(error).__name__}: {error}"
 
 
 class QqApp(App[int]):
@@ -94,10 +113,7 @@ class QqApp(App[int]):
         self._row_builder = RowBuilder()
         self._main = MainScreen()
         self.last_poll: RunsPolled | None = None
-        self._poll_timer: Timer | None = None
-        self._poll_worker: Worker[None] | None = None
-        self._poll_again = False
-        self._poll_in_flight = False
+        self._poller = PollThread(self._poll_once)
         self.outage: Outage | None = None
         """Set while polls cannot read the database; the main screen shows it."""
 
@@ -113,7 +129,11 @@ class QqApp(App[int]):
         self.push_screen(self._main)
         if self.start_worker:
             self._ensure_worker()
+        self._poller.start()
         self.poll_now()
+
+    def on_unmount(self) -> None:
+        self._poller.stop()
 
     def on_ready(self) -> None:
         """The first screen is drawn (`run_app` tunes the garbage collector here)."""
@@ -123,43 +143,35 @@ class QqApp(App[int]):
     # -- polling ------------------------------------------------------------------
 
     def poll_now(self) -> None:
-        """Poll at once (after an intent, or a filter change) instead of at the next tick."""
-        if self._poll_timer is not None:
-            self._poll_timer.stop()
-            self._poll_timer = None
-        if self._poll_in_flight:
-            # Never cancel a poll in flight: the monitor has already diffed that state,
-            # so dropping its result would drop its alerts. Poll again right after it.
-            self._poll_again = True
-            return
-        self._poll_again = False
-        self._poll_in_flight = True
-        self._poll_worker = self._poll(self.filter_query)
+        """Poll at once (after an intent, or a filter change) instead of at the next tick;
+        a poll in progress is never cancelled (the monitor has already diffed its state,
+        so dropping its result would drop its alerts): this one follows it."""
+        self._poller.request(0.0)
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="poll")
-    def _poll(self, query: str) -> None:
+    def _poll_once(self) -> None:
+        """One poll, on the poll thread: read core, build the table rows, post them."""
+        query = self.filter_query
+        message: Message
         try:
             result = self.monitor.poll()
+            rows = self._row_builder.build(
+                result.runs, result.trees, result.cpu_history, result.now, query, result.progress
+            )
+            message = RunsPolled(result, rows, query)
         except SnapshotError as exc:
-            # Not a worker error: a database that is down, restarting or locked is a
-            # state to show and wait out, not a toast per poll.
-            self.post_message(PollFailed(str(exc)))
+            # Not an error toast: a database that is down, restarting or locked is a
+            # state to show and wait out (the banner), not a toast per poll.
+            message = PollFailed(str(exc))
+        except Exception as exc:  # a bug: say so, and keep polling
+            message = PollCrashed(exc)
+        if self._poller.stopped:
             return
-        rows = self._row_builder.build(
-            result.runs, result.trees, result.cpu_history, result.now, query, result.progress
-        )
-        self.post_message(RunsPolled(result, rows, query))
+        # The app's loop may close while a slow poll (an unreachable server) finishes.
+        with contextlib.suppress(RuntimeError):
+            self.post_message(message)
 
     def _schedule_poll(self, delay: float | None = None) -> None:
-        self._poll_in_flight = False
-        if self._poll_timer is not None:
-            self._poll_timer.stop()
-        if self._poll_again:
-            self._poll_timer = None
-            self.call_later(self.poll_now)
-        else:
-            wait = self.poll_interval if delay is None else delay
-            self._poll_timer = self.set_timer(wait, self.poll_now, name="poll")
+        self._poller.request(self.poll_interval if delay is None else delay)
 
     @on(PollFailed)
     def _on_poll_failed(self, message: PollFailed) -> None:
@@ -180,11 +192,22 @@ class QqApp(App[int]):
         finally:
             self._schedule_poll(delay)
 
+    @on(PollCrashed)
+    def _on_poll_crashed(self, message: PollCrashed) -> None:
+        self.notify(
+            error_text(message.error),
+            title="Error (poll)",
+            severity="error",
+            timeout=8,
+            markup=False,
+        )
+        self._schedule_poll()
+
     @on(RunsPolled)
     def _on_runs_polled(self, message: RunsPolled) -> None:
         self.last_poll = message
         if message.query != self.filter_query:
-            self._poll_again = True
+            self.poll_now()  # the filter changed while this poll ran
         try:
             if self.outage is not None:
                 self.outage = None
@@ -218,22 +241,13 @@ class QqApp(App[int]):
         """The one place worker errors surface: a toast, and polling goes on."""
         if event.state != WorkerState.ERROR:
             return
-        error = event.worker.error
-        if isinstance(error, QqError):
-            message = str(error)
-        elif error is not None and (cause := database_error_text(error)) is not None:
-            message = f"database error: {cause}"
-        else:
-            message = f"{type(error).__name__}: {error}"
         self.notify(
-            message,
+            error_text(event.worker.error),
             title=f"Error ({event.worker.group})",
             severity="error",
             timeout=8,
             markup=False,
         )
-        if event.worker.group == "poll" and event.worker is self._poll_worker:
-            self._schedule_poll()
 
     # -- the worker process -------------------------------------------------------
 

@@ -29,6 +29,14 @@ class PollFailed(Message):
         self.cause = cause
 
 
+class PollCrashed(Message):
+    """A poll failed on something other than the database: a bug, shown as a toast."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__()
+        self.error = error
+
+
 @dataclass(frozen=True, slots=True)
 class Outage:
     """The database has been unreachable since `since` (wall clock); polls keep trying."""
