@@ -11,6 +11,7 @@ from textual.app import App, ComposeResult
 from textual.pilot import Pilot
 from textual.screen import Screen
 from textual.widgets import DataTable
+from textual.widgets.data_table import CellDoesNotExist
 
 from qqtui.tui.widgets.output_view import OutputView
 from qqtui.tui.widgets.table_base import LiveTable
@@ -78,6 +79,40 @@ async def test_one_changed_cell_re_renders_one_cell(monkeypatch: pytest.MonkeyPa
         await settle(pilot)
         assert rows_shown(table)[3] == ["a3", "NEW", "c3"]
         assert counter.cells == 1  # DataTable alone re-renders all 15 visible cells
+
+
+@pytest.mark.asyncio
+async def test_replaced_cells_repaint_only_themselves_with_one_refresh(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    counter = Counter(monkeypatch)
+    app = TableApp()
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.query_one(LiveTable)
+        await settle(pilot)
+        refreshes = 0
+        refresh = table.refresh
+
+        def counted_refresh(*args: object, **kwargs: object) -> object:
+            nonlocal refreshes
+            refreshes += 1
+            return refresh(*args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(table, "refresh", counted_refresh)
+        counter.reset()
+        table.replace_cells(
+            [("1", "a", Text("X1")), ("3", "c", Text("Y3")), ("4", "b", Text("Z4"))]
+        )
+        assert refreshes == 1  # update_cell would have refreshed three times
+        await settle(pilot)
+        assert rows_shown(table)[1] == ["X1", "b1", "c1"]
+        assert rows_shown(table)[3] == ["a3", "b3", "Y3"]
+        assert rows_shown(table)[4] == ["a4", "Z4", "c4"]
+        assert counter.cells == 3
+        with pytest.raises(CellDoesNotExist):
+            table.replace_cells([("9", "a", Text("nope"))])
+        table.replace_cells([])  # nothing to do: no refresh
+        assert refreshes == 1
 
 
 @pytest.mark.asyncio

@@ -101,6 +101,7 @@ class PidTree(LiveTable):
                 self.remove_row(str(pid))
                 del self._shown[pid]
             structure_changed = False
+            changed: list[tuple[str, str, Text]] = []
             for pid in order:
                 cells = self._cells(procs[pid])
                 old = self._shown.get(pid)
@@ -110,8 +111,9 @@ class PidTree(LiveTable):
                 elif old != cells:
                     for (key, _, _), a, b in zip(_COLUMNS, old, cells, strict=True):
                         if a != b:
-                            self.update_cell(str(pid), key, Text(b))
+                            changed.append((str(pid), key, Text(b)))
                 self._shown[pid] = cells
+            self.replace_cells(changed)
             if structure_changed:
                 # Keep parents above their children, in the scan's depth-first order.
                 position = {pid: i for i, pid in enumerate(order)}

@@ -357,6 +357,7 @@ class RunTable(LiveTable):
         for run_id in [r for r in self._rows if r not in rows]:
             self.remove_row(str(run_id))
             del self._rows[run_id]
+        changed: list[tuple[str, str, Text]] = []
         for run_id, row in rows.items():
             old = self._rows.get(run_id)
             if old is row:
@@ -368,10 +369,11 @@ class RunTable(LiveTable):
                 key = str(run_id)
                 for column, old_cell, new_cell in zip(COLUMNS, old.cells, row.cells, strict=True):
                     if old_cell != new_cell:
-                        self.update_cell(key, column.key, cell_text(new_cell))
+                        changed.append((key, column.key, cell_text(new_cell)))
                 if old.sort_values[sort_index] != row.sort_values[sort_index]:
                     resort = True
             self._rows[run_id] = row
+        self.replace_cells(changed)
         return resort
 
     def _sort(self) -> None:

@@ -14,6 +14,7 @@ Also, a new row count is not a reason for a layout of the whole screen: see
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from rich.segment import Segment
@@ -22,6 +23,7 @@ from textual.cache import LRUCache
 from textual.geometry import Size
 from textual.reactive import Reactive
 from textual.widgets import DataTable
+from textual.widgets.data_table import CellDoesNotExist, ColumnKey, RowKey
 
 _CELL_CACHE_SIZE = 10_000  # as DataTable's own cell cache
 _DEAD_CACHE_SIZE = 256  # rows (or cells) of a few screens
@@ -52,6 +54,26 @@ class LiveTable(DataTable[Any]):
         self._row_render_cache = LRUCache(_DEAD_CACHE_SIZE)
         self._row_renderable_cache = LRUCache(_DEAD_CACHE_SIZE)
         self._line_cache = LRUCache(_DEAD_CACHE_SIZE)
+
+    def replace_cells(self, cells: Iterable[tuple[str, str, object]]) -> None:
+        """Put new values in existing cells, given as (row key, column key, value), with
+        one refresh for all: DataTable's `update_cell` refreshes the widget per cell,
+        and with 100 running runs a poll replaces ~400 cells (5 ms of the UI thread,
+        during which a key press waited)."""
+        data = self._data
+        rows, columns = self._row_locations, self._column_locations
+        changed = False
+        for row, column, value in cells:
+            row_key, column_key = RowKey(row), ColumnKey(column)
+            if row_key not in rows or column_key not in columns:
+                raise CellDoesNotExist(
+                    f"No cell exists for row_key={row!r}, column_key={column!r}."
+                )
+            data[row_key][column_key] = value
+            changed = True
+        if changed:
+            self._update_count += 1  # what DataTable's own caches are keyed on
+            self.refresh()
 
     def watch_virtual_size(self, old: Size, new: Size) -> None:
         styles = self.styles
