@@ -6,11 +6,41 @@ from __future__ import annotations
 import gc
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from qqtui.config import Settings, default_db_url
 
+if TYPE_CHECKING:
+    from qqtui.tui.app import QqApp
+
 BELL_ENV = "QQTUI_BELL"
+# Textual's own setting, read once when it is imported. A screen repaints on a timer of
+# this rate, and the frame after one that came off an idle timer waits one to two
+# periods: at 60 a key press landing just after a poll's repaint waited up to 33 ms
+# for its own; at 120, up to 17 (bench/README.md, "App"). Frames are drawn only when
+# something changed, so an idle app pays nothing for it; a flooding run's output view
+# costs ~1.4 points of a core more (6.7% -> 8.1%). The user's own value wins.
+FPS_ENV = "TEXTUAL_FPS"
+APP_FPS = 120
+
+
+def import_app() -> Callable[..., QqApp]:
+    """`make_app`, with Textual imported at APP_FPS unless the user set TEXTUAL_FPS.
+
+    The variable is only there while Textual reads it: the app starts the worker,
+    and the worker's runs inherit its environment.
+    """
+    if FPS_ENV in os.environ:
+        from qqtui.tui.app import make_app
+    else:
+        os.environ[FPS_ENV] = str(APP_FPS)
+        try:
+            from qqtui.tui.app import make_app
+        finally:
+            del os.environ[FPS_ENV]
+    return make_app
 
 
 def run_app(settings: Settings, *, bell: bool | None = None) -> int:
@@ -18,8 +48,7 @@ def run_app(settings: Settings, *, bell: bool | None = None) -> int:
 
     `bell` (default: env QQTUI_BELL=1) rings the terminal bell with each alert toast.
     """
-    from qqtui.tui.app import make_app
-
+    make_app = import_app()
     if bell is None:
         bell = os.environ.get(BELL_ENV, "") in ("1", "true", "yes")
     app = make_app(settings, bell=bell, when_ready=_tune_gc)
