@@ -7,6 +7,8 @@ import json
 import re
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from unittest import mock
 
@@ -202,6 +204,35 @@ async def test_footer_follows_the_selected_runs_status(
             lambda: footer_keys(app).get("retry") is True and not footer_keys(app).get("cancel"),
             what="retry on, cancel off",
         )
+
+
+@pytest.mark.asyncio
+async def test_a_poll_that_crashes_is_a_toast_and_polling_goes_on(
+    tui_settings: Settings, tui_store: Store
+) -> None:
+    # A fault injected where the poll thread calls out (the app's clock), standing for
+    # any bug in a poll: not an outage banner, one toast, and the next polls still work.
+    broken = threading.Event()
+
+    def clock() -> float:
+        if broken.is_set():
+            raise ValueError("clock went backwards")
+        return time.time()
+
+    app = app_for(tui_settings, tui_store, clock=clock)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: app.last_poll is not None)
+        broken.set()
+        await wait_until(
+            pilot,
+            lambda: any("ValueError: clock went backwards" in t for t in toasts(app)),
+            what="the poll error toast",
+        )
+        assert app.outage is None
+        broken.clear()
+        seen = app.last_poll
+        await wait_until(pilot, lambda: app.last_poll is not seen, what="a poll after the crash")
+        assert "database unreachable" not in _screen_text(app)
 
 
 @pytest.mark.asyncio
