@@ -8,8 +8,11 @@ from pathlib import Path
 import pytest
 from rich.text import Text
 from textual.app import App, ComposeResult
+from textual.coordinate import Coordinate
+from textual.geometry import Region
 from textual.pilot import Pilot
 from textual.screen import Screen
+from textual.strip import Strip
 from textual.widgets import DataTable
 from textual.widgets.data_table import CellDoesNotExist
 
@@ -38,15 +41,15 @@ def rows_shown(table: LiveTable) -> list[str]:
 
 
 class Counter:
-    """Counts DataTable's (uncached-by-LiveTable) cell renders and screen layouts."""
+    """Counts cells rendered anew (not reused by LiveTable) and screen layouts."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.cells = 0
         self.layouts = 0
-        render_cell = DataTable._render_cell
+        render_cell = LiveTable._render_fresh_cell
         refresh_layout = Screen._refresh_layout
 
-        def counted_cell(table: DataTable, *args: object, **kwargs: object) -> object:
+        def counted_cell(table: LiveTable, *args: object, **kwargs: object) -> object:
             self.cells += 1
             return render_cell(table, *args, **kwargs)  # type: ignore[arg-type]
 
@@ -54,7 +57,7 @@ class Counter:
             self.layouts += 1
             return refresh_layout(screen, *args, **kwargs)  # type: ignore[arg-type]
 
-        monkeypatch.setattr(DataTable, "_render_cell", counted_cell)
+        monkeypatch.setattr(LiveTable, "_render_fresh_cell", counted_cell)
         monkeypatch.setattr(Screen, "_refresh_layout", counted_layout)
 
     def reset(self) -> None:
@@ -130,6 +133,114 @@ async def test_sorting_and_restyling_still_repaint(monkeypatch: pytest.MonkeyPat
         after = table.render_line(2)
         assert after.text == before.text
         assert [s.style for s in after] != [s.style for s in before]  # new colours
+
+
+class TwinApp(App[None]):
+    """A LiveTable and a DataTable holding the same cells, side by side."""
+
+    AUTO_FOCUS = None
+    CELLS = (
+        (Text("1", style="bold"), Text("coder: fix the tests", style="green"), Text("")),
+        (Text("22"), Text("a name far too long for its column"), Text("日本語", style="cyan")),
+        ("[bold]markup[/]", Text("tab\there"), None),
+        (Text("4", style="red on blue"), Text("ends in a space "), 4.5),
+        (Text("5"), Text.assemble(("span", "bold"), " and plain"), Text("x", justify="right")),
+        (Text("6"), Text("dim one", style="dim"), Text("", style="bold")),
+    )
+
+    def compose(self) -> ComposeResult:
+        for table in (LiveTable(id="live"), DataTable(id="plain")):
+            table.cursor_type = "row"
+            table.zebra_stripes = True
+            table.styles.height = 10
+            table.styles.width = 50  # narrower than the columns: scrolls sideways
+            yield table
+
+    def on_mount(self) -> None:
+        for table in self.query(DataTable):
+            table.add_column(Text("ID ▲", style="bold"), width=4, key="id")
+            table.add_column("Name", width=18, key="name")
+            table.add_column("Extra", width=20, key="extra")
+            table.add_column("Auto", key="auto")  # sized by its content
+            for i, cells in enumerate(self.CELLS):
+                table.add_row(*cells, Text(f"auto {'x' * i}"), key=str(i))
+
+
+def lines_of(table: DataTable) -> list[Strip]:
+    return table.render_lines(Region(0, 0, table.size.width, table.size.height))
+
+
+@pytest.mark.asyncio
+async def test_lines_are_those_datatable_draws() -> None:
+    """The short cuts (lines reused, plain cells drawn directly) draw what DataTable
+    draws, segment for segment: cursor, hover, zebra, focus, truncated, wide, styled,
+    markup and non-Text cells, and a table scrolled sideways."""
+    app = TwinApp()
+    async with app.run_test(size=(120, 24)) as pilot:
+        live, plain = app.query_one("#live", LiveTable), app.query_one("#plain", DataTable)
+        await settle(pilot)
+
+        def same() -> None:
+            assert [list(s) for s in lines_of(live)] == [list(s) for s in lines_of(plain)]
+            for y in range(live.size.height):
+                assert list(live.render_line(y)) == list(plain.render_line(y))
+
+        same()
+        for row in (2, 5, 0):
+            for table in (live, plain):
+                table.move_cursor(row=row)
+            await settle(pilot)
+            same()
+        for table in (live, plain):
+            table.hover_coordinate = Coordinate(3, 1)
+            table._show_hover_cursor = True
+        await settle(pilot)
+        same()
+        # Each drawn focused (the cursor has another colour), one at a time.
+        live.focus()
+        await settle(pilot)
+        focused_live = [list(s) for s in lines_of(live)]
+        plain.focus()
+        await settle(pilot)
+        assert focused_live == [list(s) for s in lines_of(plain)]
+        app.set_focus(None)
+        await settle(pilot)
+        same()
+        for table in (live, plain):
+            table.scroll_to(x=7, animate=False)
+            table.update_cell("1", "name", Text("renamed", style="italic"))
+        await settle(pilot)
+        assert live.scroll_offset.x == 7
+        same()
+        app.theme = "textual-light" if app.theme != "textual-light" else "nord"
+        await settle(pilot)
+        same()
+
+
+@pytest.mark.asyncio
+async def test_only_rows_that_changed_are_drawn_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    drawn: list[int] = []
+    render_row_line = LiveTable._render_row_line
+
+    def counted(table: LiveTable, row_index: int, *args: object) -> Strip:
+        drawn.append(row_index)
+        return render_row_line(table, row_index, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(LiveTable, "_render_row_line", counted)
+    app = TableApp()
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.query_one(LiveTable)
+        table.focus()
+        await settle(pilot)
+        drawn.clear()
+        await pilot.press("down")  # the cursor leaves row 0 for row 1
+        await settle(pilot)
+        assert sorted(drawn) == [0, 1]  # DataTable draws every visible row again
+        drawn.clear()
+        table.replace_cells([("3", "b", Text("NEW"))])
+        await settle(pilot)
+        assert drawn == [3]
+        assert rows_shown(table)[3] == ["a3", "NEW", "c3"]
 
 
 @pytest.mark.asyncio
