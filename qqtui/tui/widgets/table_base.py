@@ -25,7 +25,7 @@ Also, a new row count is not a reason for a layout of the whole screen: see
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 from rich.cells import cell_len
 from rich.segment import Segment
@@ -42,6 +42,34 @@ _CELL_CACHE_SIZE = 10_000  # as DataTable's own cell cache
 _DEAD_CACHE_SIZE = 256  # rows (or cells) of a few screens
 _LINE_CACHE_SIZE = 1_000  # rendered lines: a few screens, with and without the cursor
 _LEFT_ALIGNED = (None, "default", "left")
+
+
+class _Frame(NamedTuple):
+    """What every line of one frame of a LiveTable shares."""
+
+    base_style: Style
+    x1: int
+    x2: int
+    width: int
+    widths: tuple[int, ...]
+    labels: tuple[object, ...]
+    cursor_row: int
+    hover_row: int
+    fixed_height: int
+    scroll_y: int
+    looks: tuple[object, ...]
+    """Everything a line's rendering depends on besides its row, values, cursor and hover."""
+
+
+class _Line(NamedTuple):
+    """A rendered line and what it was rendered from."""
+
+    looks: tuple[object, ...]
+    row_index: int
+    cursor: bool
+    hover: bool
+    values: tuple[object, ...]
+    strip: Strip
 
 
 def _replace(cache: LRUCache[Any, Any], key: object, value: object) -> None:
@@ -66,12 +94,11 @@ class LiveTable(DataTable[Any]):
             LRUCache(_CELL_CACHE_SIZE)
         )
         self._row_styles: dict[tuple[object, ...], Style] = {}
-        self._live_lines: LRUCache[tuple[object, ...], tuple[tuple[object, ...], Strip]] = LRUCache(
-            _LINE_CACHE_SIZE
-        )
-        # The widget's own style, looked up once per frame (it walks the DOM) instead of
-        # once per line.
+        self._live_lines: LRUCache[tuple[RowKey, int], _Line] = LRUCache(_LINE_CACHE_SIZE)
+        # Set while a frame is drawn: the widget's style (looked up once per frame, as it
+        # walks the DOM) and what its lines share.
         self._frame_style: Style | None = None
+        self._frame: _Frame | None = None
         super().__init__(**kwargs)
         # DataTable's own caches are keyed on its update counter, so in a table updated
         # every poll their old entries are dead, yet 10,000 cells and 1,000 rows and
@@ -115,28 +142,63 @@ class LiveTable(DataTable[Any]):
             self._scroll_update(new)
 
     def render_lines(self, crop: Region) -> list[Strip]:
+        # What every line of this frame shares is looked up once (the widget's style
+        # walks the DOM; widths and cursor are reactive reads): see `_frame_for`.
         self._frame_style = self.rich_style
+        self._frame = None
         try:
             return super().render_lines(crop)
         finally:
             self._frame_style = None
+            self._frame = None
 
     def render_line(self, y: int) -> Strip:
         base_style = self._frame_style
         if base_style is None:  # called on its own, not for a frame
             return super().render_line(y)
         # DataTable's render_line, with the style looked up once per frame.
+        frame = self._frame
+        if frame is None or frame.base_style is not base_style:
+            scroll_x = self.scroll_offset.x
+            frame = self._frame = self._frame_for(base_style, scroll_x, scroll_x + self.size.width)
+        if y >= frame.fixed_height:
+            y += frame.scroll_y
+        return self._render_line(y, frame.x1, frame.x2, base_style)
+
+    def _frame_for(self, base_style: Style, x1: int, x2: int) -> _Frame:
+        columns = list(self.columns.values())  # in display order: columns never move
+        widths = tuple(column.get_render_width(self) for column in columns)
         width = self.size.width
-        scroll_x, scroll_y = self.scroll_offset
         fixed_height = sum(
             self.get_row_height(self._row_locations.get_key(index))
             for index in range(self.fixed_rows)
         )
         if self.show_header:
             fixed_height += self.header_height
-        if y >= fixed_height:
-            y += scroll_y
-        return self._render_line(y, scroll_x, scroll_x + width, base_style)
+        return _Frame(
+            base_style=base_style,
+            x1=x1,
+            x2=x2,
+            width=width,
+            widths=widths,
+            labels=tuple(column.label for column in columns),
+            cursor_row=self.cursor_coordinate.row,
+            hover_row=self.hover_coordinate.row,
+            fixed_height=fixed_height,
+            scroll_y=self.scroll_offset.y,
+            looks=(
+                base_style,
+                self.show_cursor,
+                self._show_hover_cursor,
+                self._pseudo_class_state,
+                self.zebra_stripes,
+                self.fixed_rows,
+                widths,
+                width,
+                x1,
+                x2,
+            ),
+        )
 
     def _render_line(self, y: int, x1: int, x2: int, base_style: Style) -> Strip:
         if (
@@ -145,67 +207,51 @@ class LiveTable(DataTable[Any]):
             or (self._labelled_row_exists and self.show_row_labels)
         ):
             return super()._render_line(y, x1, x2, base_style)
-        width = self.size.width
+        frame = self._frame
+        if frame is None or frame.base_style is not base_style or (frame.x1, frame.x2) != (x1, x2):
+            frame = self._frame_for(base_style, x1, x2)
         try:
             row_key, line_no = self._get_offsets(y)
         except LookupError:
-            return Strip.blank(width, base_style)
-        columns = list(self.columns.values())  # in display order: columns never move
+            return Strip.blank(frame.width, base_style)
         if row_key is self._header_row_key:
             row_index = -1
-            values: tuple[object, ...] = tuple(column.label for column in columns)
+            values = frame.labels
         else:
             row_index = self._row_locations.get(row_key)
-            data = self._data[row_key]
-            values = tuple(data.get(column.key) for column in columns)
-        widths = tuple(column.get_render_width(self) for column in columns)
-        cursor = row_index == self.cursor_coordinate.row
-        hover = row_index == self.hover_coordinate.row
-        key = (
-            row_key,
-            line_no,
-            row_index,
-            base_style,
-            cursor,
-            hover,
-            self.show_cursor,
-            self._show_hover_cursor,
-            self._pseudo_class_state,
-            self.zebra_stripes,
-            self.fixed_rows,
-            widths,
-            width,
-            x1,
-            x2,
-        )
+            # A row's cells, in column order: DataTable keeps each row's dict in the
+            # order of its columns (new columns are appended to every row).
+            values = tuple(self._data[row_key].values())
+        cursor = row_index == frame.cursor_row
+        hover = row_index == frame.hover_row
+        key = (row_key, line_no)
         cached = self._live_lines.get(key)
-        if cached is not None and all(
-            old is new for old, new in zip(cached[0], values, strict=True)
+        if (
+            cached is not None
+            and cached.row_index == row_index
+            and cached.cursor is cursor
+            and cached.hover is hover
+            and cached.looks == frame.looks
+            and len(cached.values) == len(values)
+            and all(old is new for old, new in zip(cached.values, values, strict=True))
         ):
-            return cached[1]
-        strip = self._render_row_line(
-            row_index, line_no, base_style, widths, cursor, hover, width, x1, x2
-        )
-        _replace(self._live_lines, key, (values, strip))
+            return cached.strip
+        strip = self._render_row_line(row_index, line_no, frame, cursor, hover)
+        _replace(self._live_lines, key, _Line(frame.looks, row_index, cursor, hover, values, strip))
         return strip
 
     def _render_row_line(
-        self,
-        row_index: int,
-        line_no: int,
-        base_style: Style,
-        widths: tuple[int, ...],
-        cursor: bool,
-        hover: bool,
-        width: int,
-        x1: int,
-        x2: int,
+        self, row_index: int, line_no: int, frame: _Frame, cursor: bool, hover: bool
     ) -> Strip:
         """One line of a row, as DataTable's `_render_line_in_row` and `_render_line`
-        draw it for a row cursor without fixed columns or row labels."""
+        draw it for a row cursor without fixed columns or row labels. The cells come
+        simplified (adjacent segments of one style joined) and no two cells' segments
+        can be joined (each carries its own column in its style's metadata), so the
+        line needs no simplifying of its own, nor any cropping when it fits."""
+        base_style = frame.base_style
         row_style = self._get_row_style(row_index, base_style)
         segments: list[Segment] = []
-        for column_index, column_width in enumerate(widths):
+        for column_index, column_width in enumerate(frame.widths):
             segments.extend(
                 self._render_cell(
                     row_index, column_index, row_style, column_width, cursor=cursor, hover=hover
@@ -224,9 +270,18 @@ class LiveTable(DataTable[Any]):
         )
         extend_style = row_style + extend_style
         extend_style += Style.from_meta({"row": row_index, "column": 0, "out_of_bounds": True})
-        segments.append(Segment(" " * max(0, width - sum(widths)), extend_style))
-        line = Strip(segments).crop(x1, x2)
-        return line.adjust_cell_length(width, base_style).simplify()
+        width = frame.width
+        cells_width = sum(frame.widths)
+        if cells_width < width:
+            segments.append(Segment(" " * (width - cells_width), extend_style))
+        else:
+            segments.append(Segment("", extend_style))  # as DataTable's (an empty one)
+        line = Strip(segments, max(width, cells_width))
+        if frame.x1 > 0 or frame.x2 < line.cell_length:
+            line = line.crop(frame.x1, frame.x2)
+        if line.cell_length != width:
+            line = line.adjust_cell_length(width, base_style)
+        return line
 
     def _render_cell(
         self,
@@ -297,7 +352,8 @@ class LiveTable(DataTable[Any]):
             or not value.plain.isprintable()  # tabs, newlines and controls: Rich's way
             or cell_len(value.plain) > room
         ):
-            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+            lines = super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+            return [list(Segment.simplify(line)) for line in lines]
         component_style, post_style = self._get_styles_to_render_cell(
             row_index == -1,
             False,
@@ -315,12 +371,18 @@ class LiveTable(DataTable[Any]):
         plain = value.plain
         # Rich styles the text through a span over it: an empty text has none.
         text_style = self.app.console.get_style(value.style) if value.style and plain else None
-        line = [Segment(plain, pre_style + text_style + post_style if text_style else edge)]
-        gap = room - cell_len(plain)
-        if gap:
-            line.append(Segment(" " * gap, edge))
-        if pad:
-            line = [Segment(" " * pad, edge), *line, Segment(" " * pad, edge)]
+        left = " " * pad
+        right = " " * (room - cell_len(plain) + pad)
+        style = pre_style + text_style + post_style if text_style else edge
+        # Simplified as DataTable's line is: text styled like the padding (unstyled, or
+        # bold in a bold header) joins it in one segment.
+        if style == edge:
+            return [[Segment(f"{left}{plain}{right}", edge)]]
+        line = [Segment(plain, style)]
+        if left:
+            line.insert(0, Segment(left, edge))
+        if right:
+            line.append(Segment(right, edge))
         return [line]
 
     def _get_row_style(self, row_index: int, base_style: Style) -> Style:
