@@ -207,6 +207,42 @@ async def test_footer_follows_the_selected_runs_status(
 
 
 @pytest.mark.asyncio
+async def test_arrow_keys_move_the_selection_as_they_arrive(
+    tui_settings: Settings, tui_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The App runs the table's cursor keys itself (priority bindings): the key is not
+    # sent on to the table to bubble back up first, which left room for a repaint
+    # to go ahead of it. Other keys still reach the table.
+    ids = [add(tui_store, tui_settings, "sleep", "300", name=f"run {i}") for i in range(3)]
+    forwarded: list[str] = []
+    forward = RunTable._forward_event
+
+    def recording(table: RunTable, event: object) -> None:
+        forwarded.append(getattr(event, "key", type(event).__name__))
+        forward(table, event)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(RunTable, "_forward_event", recording)
+    app = app_for(tui_settings, tui_store)
+    async with app.run_test(size=SIZE) as pilot:
+        await select_run(pilot, app, ids[-1])  # the newest: the top row
+        table = app.screen.query_one(RunTable)
+        table.focus()
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, MainScreen)
+        for key, want in (("down", ids[1]), ("down", ids[0]), ("up", ids[1])):
+            forwarded.clear()
+            await pilot.press(key)
+            await wait_until(
+                pilot, lambda w=want: screen.selected_run and screen.selected_run.id == w
+            )
+            assert key not in forwarded
+        await pilot.press("o")  # a key the table binds without priority: sort
+        await wait_until(pilot, lambda: table.sort_column != "id", what="the next sort column")
+        assert "o" in forwarded
+
+
+@pytest.mark.asyncio
 async def test_a_poll_that_crashes_is_a_toast_and_polling_goes_on(
     tui_settings: Settings, tui_store: Store
 ) -> None:

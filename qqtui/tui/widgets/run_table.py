@@ -266,6 +266,15 @@ class RunTable(LiveTable):
     re-renders only the changed cells)."""
 
     BINDINGS: list[BindingType] = [
+        # The cursor keys are priority bindings, which the App runs as soon as the key
+        # arrives. As DataTable's own (non-priority) bindings they ran only after the
+        # key had gone to the table and bubbled back up through the screen to the App,
+        # three more trips through the message queues; a repaint that became due in
+        # between (a poll's, 10-15 ms) went first and the key waited for it.
+        Binding("up", "cursor_up", "Cursor up", show=False, priority=True),
+        Binding("down", "cursor_down", "Cursor down", show=False, priority=True),
+        Binding("pageup", "page_up", "Page up", show=False, priority=True),
+        Binding("pagedown", "page_down", "Page down", show=False, priority=True),
         Binding(
             "enter",
             "select_cursor",
