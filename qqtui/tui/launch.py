@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import os
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -51,7 +52,7 @@ def run_app(settings: Settings, *, bell: bool | None = None) -> int:
     make_app = import_app()
     if bell is None:
         bell = os.environ.get(BELL_ENV, "") in ("1", "true", "yes")
-    app = make_app(settings, bell=bell, when_ready=_tune_gc)
+    app = make_app(settings, bell=bell, when_ready=_tune_interpreter)
     try:
         result = app.run()
     finally:
@@ -59,14 +60,25 @@ def run_app(settings: Settings, *, bell: bool | None = None) -> int:
     return int(result or 0)
 
 
-def _tune_gc() -> None:
+# How long a thread may hold the interpreter while another waits for it (Python's
+# default is 5 ms). The app's loop shares it with the poll thread, and Textual writes
+# each frame to the terminal from a thread of its own: with 5 ms, a frame that was
+# ready waited a median 1.9 ms (up to 5) for that thread to be let in, and a key that
+# arrived during a poll waited up to 5 ms at each turn of the loop. Threads only trade
+# turns this often while both have work, so an idle app pays nothing for it.
+SWITCH_INTERVAL_S = 0.0005
+
+
+def _tune_interpreter() -> None:
     """Once the app is up: the objects alive now live as long as the app, so a full
     collection need not walk them again, and young collections run less often. A
     full collection of the startup heap (~130k objects) stopped the app, its
-    keys and its output for 100-200 ms every 20-30 s."""
+    keys and its output for 100-200 ms every 20-30 s. Threads trade turns every
+    SWITCH_INTERVAL_S."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(10_000, 20, 50)
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
 
 
 def demo_settings(home: Path | None = None) -> Settings:

@@ -31,3 +31,19 @@ def test_the_app_repaints_at_its_rate_without_leaking_the_setting_to_runs() -> N
 
 def test_the_users_frame_rate_wins() -> None:
     assert probe("30") == "30 30"
+
+
+TUNE_PROBE = (
+    "import gc, sys; from qqtui.tui.launch import SWITCH_INTERVAL_S, _tune_interpreter;"
+    " before = sys.getswitchinterval(); _tune_interpreter();"
+    " print(before, sys.getswitchinterval() == SWITCH_INTERVAL_S, gc.get_threshold()[0],"
+    " gc.get_freeze_count() > 0)"
+)
+
+
+def test_once_up_the_app_freezes_its_heap_and_shortens_the_thread_switch() -> None:
+    # In a child: both settings are process-wide and would leak into other tests.
+    result = subprocess.run(
+        [sys.executable, "-c", TUNE_PROBE], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.split() == ["0.005", "True", "10000", "True"]
