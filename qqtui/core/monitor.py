@@ -159,6 +159,9 @@ class Monitor:
     host: str = field(default_factory=lambda: os.uname().nodename)
     """This host's name: a run on another one may have its log only there."""
     clock_check_s: float = CLOCK_CHECK_S
+    checkpoint: Callable[[], None] | None = None
+    """Called between pieces of a poll's work (see ProcessTable.scan): the app blocks
+    its poll thread there while it handles a key press."""
     _snapshot: Snapshot = field(init=False)
     _table: ProcessTable = field(init=False, default_factory=ProcessTable)
     _cpu: dict[int, deque[float]] = field(init=False, default_factory=dict)
@@ -184,7 +187,9 @@ class Monitor:
             here = [r for r in running if r.host is None or r.host == self.host]
             trees: dict[int, RunTree] = {}
             if self.scan_processes and here:
-                trees = self._table.scan([RunTarget.of(r, self.home) for r in here])
+                trees = self._table.scan(
+                    [RunTarget.of(r, self.home) for r in here], self.checkpoint
+                )
             self._record_cpu(trees)
             progress = {r.id: p for r in running if (p := read_progress(self.home, r)) is not None}
             skews = self._clock_skews()

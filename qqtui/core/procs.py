@@ -654,6 +654,14 @@ class _Seen:
     info: ProcInfo | None = None  # the last one handed out
 
 
+# Processes read between two calls of a scan's checkpoint: ~1 ms of work here.
+CHECKPOINT_EVERY = 64
+
+
+def _no_pause() -> None:
+    return None
+
+
 class ProcessTable:
     """One pass over /proc per `scan()`, shared by every run's tree.
 
@@ -693,7 +701,13 @@ class ProcessTable:
             return _always
         return lambda pid: 0 < (pid - before) % pid_max <= moved
 
-    def scan(self, targets: Sequence[RunTarget]) -> dict[int, RunTree]:
+    def scan(
+        self, targets: Sequence[RunTarget], checkpoint: Callable[[], None] | None = None
+    ) -> dict[int, RunTree]:
+        """Every target's process tree. `checkpoint`, if given, is called between pieces
+        of the work (every CHECKPOINT_EVERY processes read, and between runs' trees): a
+        caller may block there to let another thread have the interpreter."""
+        pause = checkpoint or _no_pause
         now = time.monotonic()
         boot = psutil.boot_time()  # as create_time_from_ticks computes recorded times
         # pid -> its stat file, and its start time in ticks. Only bytes and ints are
@@ -713,7 +727,9 @@ class ProcessTable:
         # with ~100 runs on a busy machine that spares a third of the reads.
         reused = self._reused(_last_pid())
         outside = self._outside
-        for pid in pids:
+        for count, pid in enumerate(pids):
+            if not count % CHECKPOINT_EVERY:
+                pause()
             known = outside.get(pid)
             if known is not None and known[0] in pids and not reused(pid) and not reused(known[0]):
                 parents[pid], starts[pid] = known
@@ -734,6 +750,7 @@ class ProcessTable:
         live: set[tuple[int, int]] = set()
         trees: dict[int, RunTree] = {}
         for target in targets:
+            pause()
             root_pid = None
             for pid, ctime in (
                 (target.shim_pid, target.shim_create_time),

@@ -228,6 +228,12 @@ def test_process_table_builds_each_runs_tree_in_one_pass(tmp_path: Path) -> None
         assert trees[1].procs[0].pid == a.pid and trees[1].procs[1].depth == 1
         assert [p.pid for p in trees[2].procs] == [b.pid]
         assert trees[1].rss > 0
+        # A caller may pause a scan between pieces of its work (the app does, for keys):
+        # at least once per run's tree, and the same trees come out.
+        pauses: list[float] = []
+        again = table.scan([ta, tb], checkpoint=lambda: pauses.append(time.monotonic()))
+        assert len(pauses) >= 3
+        assert [p.pid for p in again[1].procs] == [p.pid for p in trees[1].procs]
     finally:
         for t, s in ((ta, a), (tb, b)):
             kill_tree(t, 0)
