@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from textual import on, work
+from textual import events, on, work
 from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.message import Message
@@ -31,13 +31,16 @@ from qqtui.tui.messages import (
     PollFailed,
     RunsPolled,
 )
-from qqtui.tui.poller import PollThread
+from qqtui.tui.poller import InputGate, PollThread
 from qqtui.tui.screens.help import HelpScreen
 from qqtui.tui.screens.main import MainScreen
 from qqtui.tui.screens.sessions import SessionsScreen
 from qqtui.tui.widgets.run_table import RowBuilder
 
 POLL_INTERVAL_S = 1.0
+# Input that the poll thread steps aside for (see InputGate); not mouse moves, which
+# come in streams and need no answer on screen.
+_INPUT_EVENTS = (events.Key, events.MouseDown, events.MouseScrollDown, events.MouseScrollUp)
 # While the database is unreachable, polls back off exponentially from the poll
 # interval up to this, with jitter, so a restarted server is not met by every app at
 # once and a person still sees it come back within a few seconds.
@@ -106,8 +109,15 @@ class QqApp(App[int]):
         self.bell_on_alert = bell
         self.location = location or f"{settings.home}  ·  {settings.db_url}"
         self.default_cwd = cwd or str(Path.cwd())
+        # Closed while the app handles input; the poll thread waits at its checkpoints.
+        self._input_gate = InputGate()
         self.monitor = Monitor(
-            settings.home, settings.db_url, clock, scan_processes, host=store.host
+            settings.home,
+            settings.db_url,
+            clock,
+            scan_processes,
+            host=store.host,
+            checkpoint=self._input_gate.checkpoint,
         )
         self.filter_query = ""
         self._row_builder = RowBuilder()
@@ -148,14 +158,32 @@ class QqApp(App[int]):
         so dropping its result would drop its alerts): this one follows it."""
         self._poller.request(0.0)
 
+    def post_message(self, message: Message) -> bool:
+        if isinstance(message, _INPUT_EVENTS):
+            self._input_gate.close()  # at once, from the driver's thread
+        return super().post_message(message)
+
+    async def on_event(self, event: events.Event) -> None:
+        await super().on_event(event)
+        if isinstance(event, _INPUT_EVENTS) and not self._input_gate.is_open:
+            # After the frame that shows the answer (or at once if nothing changed).
+            self.call_after_refresh(self._input_gate.open)
+
     def _poll_once(self) -> None:
         """One poll, on the poll thread: read core, build the table rows, post them."""
         query = self.filter_query
         message: Message
+        self._input_gate.start_poll()
         try:
             result = self.monitor.poll()
             rows = self._row_builder.build(
-                result.runs, result.trees, result.cpu_history, result.now, query, result.progress
+                result.runs,
+                result.trees,
+                result.cpu_history,
+                result.now,
+                query,
+                result.progress,
+                checkpoint=self._input_gate.checkpoint,
             )
             message = RunsPolled(result, rows, query)
         except SnapshotError as exc:

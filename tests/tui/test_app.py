@@ -22,6 +22,7 @@ from qqtui.core.records import Status
 from qqtui.core.snapshot import Snapshot
 from qqtui.core.store import Store
 from qqtui.tui.app import QqApp, make_app
+from qqtui.tui.poller import InputGate
 from qqtui.tui.screens.confirm import ConfirmScreen
 from qqtui.tui.screens.details import DetailsScreen
 from qqtui.tui.screens.help import HelpScreen
@@ -240,6 +241,27 @@ async def test_arrow_keys_move_the_selection_as_they_arrive(
         await pilot.press("o")  # a key the table binds without priority: sort
         await wait_until(pilot, lambda: table.sort_column != "id", what="the next sort column")
         assert "o" in forwarded
+
+
+@pytest.mark.asyncio
+async def test_a_key_press_holds_polls_back_until_it_is_answered(
+    tui_settings: Settings, tui_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The poll thread steps aside (InputGate) from the moment a key arrives until the
+    # screen shows the answer; then it goes on, so polls keep coming.
+    closed: list[float] = []
+    close = InputGate.close
+    monkeypatch.setattr(InputGate, "close", lambda gate: closed.append(1) or close(gate))
+    add(tui_store, tui_settings, "sleep", "300", name="a run")
+    app = app_for(tui_settings, tui_store)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: app.last_poll is not None)
+        for key in ("down", "up", "o"):
+            await pilot.press(key)
+        assert len(closed) >= 3  # a key the App forwards comes back to it as it bubbles
+        await wait_until(pilot, lambda: app._input_gate.is_open, what="the gate open again")
+        seen = app.last_poll
+        await wait_until(pilot, lambda: app.last_poll is not seen, what="a poll after the keys")
 
 
 @pytest.mark.asyncio

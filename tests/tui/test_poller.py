@@ -1,11 +1,12 @@
-"""PollThread: one poll at a time, on request, the soonest request winning."""
+"""PollThread: one poll at a time, on request, the soonest request winning; InputGate:
+where a poll steps aside for input, for a bounded time."""
 
 from __future__ import annotations
 
 import threading
 import time
 
-from qqtui.tui.poller import PollThread
+from qqtui.tui.poller import InputGate, PollThread
 
 
 class Recorder:
@@ -87,3 +88,38 @@ def test_stop_ends_the_thread_and_drops_pending_requests() -> None:
     time.sleep(0.5)
     assert rec.calls == []
     assert not any(t.name == "test-stop-poll" and t.is_alive() for t in threading.enumerate())
+
+
+def test_a_closed_gate_holds_the_poll_thread_until_it_opens() -> None:
+    gate = InputGate(max_wait_s=5.0)
+    gate.start_poll()
+    gate.checkpoint()  # open: no wait
+    gate.close()
+    passed = threading.Event()
+
+    def poll() -> None:
+        gate.checkpoint()
+        passed.set()
+
+    thread = threading.Thread(target=poll)
+    thread.start()
+    assert not passed.wait(0.2)  # held while input is being handled
+    opened = time.monotonic()
+    gate.open()
+    assert passed.wait(2)
+    assert time.monotonic() - opened < 0.5
+    thread.join()
+
+
+def test_input_holds_a_poll_back_only_so_long() -> None:
+    gate = InputGate(max_wait_s=0.2)
+    gate.close()  # and never opened: input that is never answered must not stop polls
+    gate.start_poll()
+    started = time.monotonic()
+    for _ in range(10):
+        gate.checkpoint()
+    assert 0.19 <= time.monotonic() - started < 0.6  # 0.2 s for the poll, not per call
+    gate.start_poll()  # the next poll may wait again
+    started = time.monotonic()
+    gate.checkpoint()
+    assert time.monotonic() - started >= 0.19

@@ -178,6 +178,8 @@ def run_row(
 
 
 ACTIVITY_COLUMN = COLUMN_INDEX["activity"]
+# Rows formatted between two calls of a build's checkpoint: ~2 ms of work.
+CHECKPOINT_EVERY = 50
 
 
 def _row_still_current(run: RunRecord, row: RowData, now: float) -> bool:
@@ -212,9 +214,12 @@ class RowBuilder:
         now: float,
         query: str,
         progress: Mapping[int, Progress] | None = None,
+        checkpoint: Callable[[], None] | None = None,
     ) -> dict[int, RowData]:
-        """Rows for every run that passes the filter, keyed by run id."""
+        """Rows for every run that passes the filter, keyed by run id; `checkpoint` is
+        called every CHECKPOINT_EVERY rows formatted (see InputGate)."""
         progress = progress or {}
+        formatted = 0
         if query != self._query:
             self._matches = {}
             self._query = query
@@ -232,6 +237,9 @@ class RowBuilder:
             if cached is not None and cached[0] is run and _row_still_current(run, cached[1], now):
                 row = cached[1]
             else:
+                formatted += 1
+                if checkpoint is not None and not formatted % CHECKPOINT_EVERY:
+                    checkpoint()
                 row = run_row(
                     run,
                     trees.get(run_id),
