@@ -619,6 +619,14 @@ def capture_cost(tmux: Tmux, n: int = 100) -> float:
 # text in one piece) is counted in `missed`, not timed.
 
 
+def _sample(out: list[float], t0: float, seen: float | None) -> int:
+    """Add the ms from `t0` to `seen` to `out`; 1 if the sample was missed (None)."""
+    if seen is None:
+        return 1
+    out.append((seen - t0) * 1000)
+    return 0
+
+
 def ctl_append_latency(ctl: Control, log: Path, count: int) -> tuple[list[float], int]:
     """ms from appending a marker line to the selected run's log until tmux receives it."""
     out, missed = [], 0
@@ -632,10 +640,7 @@ def ctl_append_latency(ctl: Control, log: Path, count: int) -> tuple[list[float]
             t0 = time.monotonic()
             f.write(f"{marker} appended by bench_app\n".encode())
             seen = ctl.wait(marker, lambda s, m=marker: m in s)
-            if seen is None:
-                missed += 1
-            else:
-                out.append((seen - t0) * 1000)
+            missed += _sample(out, t0, seen)
             time.sleep(random.uniform(0.15, 0.35))
     return out, missed
 
@@ -652,10 +657,7 @@ def ctl_key_latency(
         title = f"output · run {want} "
         t0 = ctl.send(key)
         seen = ctl.wait(title, lambda s, t=title: t in s)
-        if seen is None:
-            missed += 1
-        else:
-            out.append((seen - t0) * 1000)
+        missed += _sample(out, t0, seen)
         time.sleep(random.uniform(0.15, 0.35))
     return out, missed
 
@@ -679,10 +681,7 @@ def ctl_floor_latency(tmux: Tmux, count: int) -> tuple[list[float], int]:
                     f"\n{answer}\r",
                     lambda s, w=answer: any(line.strip() == w for line in s.splitlines()),
                 )
-                if seen is None:
-                    missed += 1
-                else:
-                    out.append((seen - t0) * 1000)
+                missed += _sample(out, t0, seen)
                 ctl.send("clear", "Enter")
                 time.sleep(random.uniform(0.1, 0.2))
     finally:
