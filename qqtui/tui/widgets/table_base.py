@@ -16,7 +16,8 @@ poll that changed a cell anywhere did the same.
 
 A cell that is a plain one-line `Text` (one style, no markup spans) and fits its column
 is turned into segments here, not through Rich's padding and wrapping: the same
-segments for a tenth of the cost. Everything else goes through DataTable.
+segments for an eighth of the cost (22 against 181 µs a cell here). Everything else
+goes through DataTable.
 
 Also, a new row count is not a reason for a layout of the whole screen: see
 `watch_virtual_size`.
