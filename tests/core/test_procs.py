@@ -250,9 +250,20 @@ def test_process_table_reports_what_psutil_reports(tmp_path: Path) -> None:
     spawned, target = start(tmp_path, [sys.executable, "-c", script])
     try:
         table = ProcessTable()
-        tree = wait_for(
-            lambda: (t := table.scan([target])[1]).count == 2 and t, 10, what="the child"
+        wait_for(lambda: table.scan([target])[1].count == 2, 10, what="the child")
+        # Both read at once must agree, so first let both settle into their sleep: a
+        # process seen in the instant it is still starting up is "running" to one read
+        # and "sleeping" to the next.
+        wait_for(
+            lambda: all(
+                psutil.Process(p.pid).status() == psutil.STATUS_SLEEPING
+                for p in table.scan([target])[1].procs
+            ),
+            10,
+            what="both processes asleep",
         )
+        tree = table.scan([target])[1]
+        assert tree.count == 2
         for info in tree.procs:
             proc = psutil.Process(info.pid)
             with proc.oneshot():
