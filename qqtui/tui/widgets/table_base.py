@@ -144,7 +144,9 @@ class LiveTable(DataTable[Any]):
 
     def render_lines(self, crop: Region) -> list[Strip]:
         # What every line of this frame shares is looked up once (the widget's style
-        # walks the DOM; widths and cursor are reactive reads): see `_frame_for`.
+        # walks the DOM; widths and cursor are reactive reads): see `_frame_for`. It is
+        # built at the first line, once DataTable's render_lines has read the pseudo
+        # classes (focus, hover) that go into it.
         self._frame_style = self.rich_style
         self._frame = None
         try:
@@ -345,13 +347,16 @@ class LiveTable(DataTable[Any]):
             height = self.header_height
         else:
             height = self.rows[self._row_locations.get_key(row_index)].height
+        # `Text.plain` joins the text's parts on each read: read it, and measure it, once.
+        plain = value.plain if type(value) is Text else ""
+        length = cell_len(plain)
         if (
             type(value) is not Text
             or height != 1
             or value._spans
             or value.justify not in _LEFT_ALIGNED
-            or not value.plain.isprintable()  # tabs, newlines and controls: Rich's way
-            or cell_len(value.plain) > room
+            or not plain.isprintable()  # tabs, newlines and controls: Rich's way
+            or length > room
         ):
             lines = super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
             return [list(Segment.simplify(line)) for line in lines]
@@ -369,11 +374,10 @@ class LiveTable(DataTable[Any]):
         base_style += Style.from_meta({"row": row_index, "column": column_index})
         pre_style = base_style + component_style
         edge = pre_style + post_style
-        plain = value.plain
         # Rich styles the text through a span over it: an empty text has none.
         text_style = self.app.console.get_style(value.style) if value.style and plain else None
         left = " " * pad
-        right = " " * (room - cell_len(plain) + pad)
+        right = " " * (room - length + pad)
         style = pre_style + text_style + post_style if text_style else edge
         # Simplified as DataTable's line is: text styled like the padding (unstyled, or
         # bold in a bold header) joins it in one segment.
