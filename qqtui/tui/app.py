@@ -22,6 +22,7 @@ from qqtui.core.monitor import Alert, Monitor
 from qqtui.core.records import QqError, Status
 from qqtui.core.snapshot import SnapshotError, database_error_text
 from qqtui.core.store import Store
+from qqtui.tui import acyclic_caches
 from qqtui.tui.commands import BindingCommands
 from qqtui.tui.messages import (
     IntentDone,
@@ -99,6 +100,9 @@ class QqApp(App[int]):
         cwd: str | None = None,
         when_ready: Callable[[], None] | None = None,
     ) -> None:
+        # Before anything renders: a repaint's leftovers are then freed as it drops them,
+        # not by the collector stopping the loop (see acyclic_caches).
+        acyclic_caches.install()
         super().__init__()
         self._when_ready = when_ready
         self.settings = settings
