@@ -156,6 +156,18 @@ async def test_banner_while_postgres_is_unreachable_and_gone_when_it_is_back(
         direct.close()
 
 
+def overwrite_in_place(path: Path, data: bytes) -> None:
+    """Put `data` in `path` with no moment in which the file is empty.
+
+    `write_bytes` truncates first, and a poll that lands in that instant reads a
+    zero-byte SQLite file: a database with no tables, which the app rightly shows as
+    no runs and no error (CI caught the table empty after the "restore").
+    """
+    with path.open("r+b") as fh:
+        fh.write(data)
+        fh.truncate(len(data))
+
+
 @pytest.mark.asyncio
 async def test_banner_while_the_sqlite_file_is_garbage_and_gone_when_restored(
     tui_settings: Settings, tui_store: Store
@@ -169,14 +181,14 @@ async def test_banner_while_the_sqlite_file_is_garbage_and_gone_when_restored(
         with contextlib.closing(sqlite3.connect(db)) as conn:
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         original = db.read_bytes()
-        db.write_bytes(b"definitely not a database " * 1000)
+        overwrite_in_place(db, b"definitely not a database " * 1000)
         try:
             await wait_until(pilot, lambda: banner_text(app), what="the banner")
             assert "not a qqtui database or is corrupt" in banner_text(app)
             assert shown_ids(app) == [run_id]
             assert app.screen.query_one(RunTable).has_class("-stale")
         finally:
-            db.write_bytes(original)
+            overwrite_in_place(db, original)
         await wait_until(pilot, lambda: not banner_text(app), what="recovery")
         assert shown_ids(app) == [run_id] and app.outage is None
         assert not any(severity == "error" for _, severity in toasts(app))
