@@ -906,6 +906,36 @@ class Store:
             expect=frozenset({Status.RUNNING}),
         )
 
+    def requeue_unstarted(
+        self, run_id: int, token: str, *, reason: str, actor: str | None = None
+    ) -> RunRecord:
+        """A claimed attempt whose process provably never started goes back to the
+        queue as the same attempt (no retry is used up); fenced by the claim token.
+        The caller has checked that nothing was started; a recorded pid refuses."""
+        current = self.get_run(run_id)
+        if current.pid is not None or current.shim_pid is not None:
+            raise IllegalTransitionError(
+                f"run {run_id} has a recorded process; it did start, cannot requeue it unstarted"
+            )
+        values = dict(_ATTEMPT_FIELDS_RESET)
+        values.update(
+            not_before=None,
+            started_at=None,
+            finished_at=None,
+            activity_at=None,
+            exit_code=None,
+            signal=None,
+        )
+        return self._transition(
+            run_id,
+            Status.QUEUED,
+            reason=reason,
+            values=values,
+            token=token,
+            actor=actor,
+            expect=frozenset({Status.RUNNING}),
+        )
+
     def adopt_run(self, run_id: int, old_token: str | None, worker_id: str, reason: str) -> str:
         """Take over a running run whose worker died; returns the new claim token."""
         new_token = uuid.uuid4().hex

@@ -28,7 +28,9 @@ from sqlalchemy.exc import DBAPIError
 from qqtui.core import sessions, workspaces
 from qqtui.core.launch import run_paths, wake_workers
 from qqtui.core.procs import (
+    CREATE_TIME_TOLERANCE_S,
     DEFAULT_LOG_CAP,
+    SHIM_PATH,
     RunEnvironment,
     RunTarget,
     ShimProcess,
@@ -37,6 +39,7 @@ from qqtui.core.procs import (
     TreeKill,
     boot_id,
     create_time_from_ticks,
+    find_run_processes,
     is_alive,
     start_run,
 )
@@ -966,6 +969,19 @@ class Supervisor:
                 actor=f"worker:{self.worker_id}",
             )
             return
+        if run.pid is None and run.shim_pid is None and not status:
+            unstarted = self._never_started(run, owner)
+            if unstarted is None:
+                return  # a shim may still be starting it: decide at the next recovery
+            if unstarted:
+                self.store.requeue_unstarted(
+                    run.id,
+                    token,
+                    reason=f"claimed by {who}, which died before starting it; requeued"
+                    f" (attempt {run.attempt} not used up)",
+                    actor=f"worker:{self.worker_id}",
+                )
+                return
         reason = (
             f"lost: {who} died and the process is gone; its exit status is unknown"
             if run.pid is not None or status
@@ -974,6 +990,63 @@ class Supervisor:
         self.store.finish_run(
             run.id, token, Status.LOST, reason=reason, actor=f"worker:{self.worker_id}"
         )
+
+    def _never_started(self, run: RunRecord, owner: WorkerRecord | None) -> bool | None:
+        """For a run with no pid recorded and no status file: True when it is certain
+        that no process of this attempt was started, None while a shim that nobody
+        recorded still lives (it may yet start the command and write its status file),
+        False when it cannot be known (the owner is unknown or ran before a reboot)."""
+        if owner is None or owner.boot_id != self.boot:
+            return False
+        # The shim writes its status file right after starting the command, so a
+        # command without one means a shim killed in between: look for it by its tag.
+        target = RunTarget(
+            run_id=run.id,
+            home=self.home,
+            attempt=run.attempt,
+            pid=None,
+            pid_create_time=None,
+            pgid=None,
+            shim_pid=None,
+            shim_create_time=None,
+        )
+        if find_run_processes(target):
+            return False
+        # Claim time is the store's clock; the shims' start times are this host's.
+        since = (run.started_at or 0.0) + (self.store.clock_skew_s or 0.0) - 2.0
+        _, run_dir = run_paths(self.home, run)
+        if _shims_that_may_start(self.store, run_dir / sessions.OUTPUT_LOG, since=since):
+            return None
+        return True
+
+
+def _shims_that_may_start(store: Store, log_path: Path, *, since: float) -> list[int]:
+    """Live run shims on this host, started since `since` and recorded by no running
+    run, that may be starting the run logging to `log_path`. A shim opens its run's log
+    before it starts the command, so one holding another log is not this run's; one
+    holding ours, or none yet, may be."""
+    recorded = {
+        r.shim_pid for r in store.list_runs([Status.RUNNING], host=store.host) if r.shim_pid
+    }
+    shim, ours = str(SHIM_PATH), str(log_path)
+    found = []
+    for proc in psutil.process_iter(["cmdline", "create_time"]):
+        info = proc.info
+        if proc.pid in recorded or shim not in (info.get("cmdline") or ()):
+            continue
+        if (info.get("create_time") or 0.0) + CREATE_TIME_TOLERANCE_S < since:
+            continue
+        try:
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                continue
+            logs = {f.path for f in proc.open_files() if f.path.endswith(sessions.OUTPUT_LOG)}
+        except psutil.NoSuchProcess:
+            continue
+        except psutil.Error:
+            logs = set()
+        if not logs or ours in logs:
+            found.append(proc.pid)
+    return found
 
 
 def _with(run: RunRecord, **changes: object) -> RunRecord:
