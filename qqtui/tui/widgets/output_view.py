@@ -454,9 +454,18 @@ class OutputView(ScrollView, can_focus=True):
         # (a scrollbar or bar appearing) must neither pause nor resume following.
         at_bottom = round(new_value) >= self.max_scroll_y
         if new_value > old_value and at_bottom and not self.follow:
-            self.follow = True
+            # Not here: this watcher runs inside the animator's step of a smooth scroll
+            # (up, down, page down), and turning follow on scrolls to the end without
+            # animation, which removes that very animation from the animator while it is
+            # being stepped; the animator then crashed the app with KeyError(scroll_y).
+            self.call_after_refresh(self._resume_follow_at_bottom)
         elif new_value < old_value and not at_bottom and self.follow:
             self.follow = False
+
+    def _resume_follow_at_bottom(self) -> None:
+        """Turn follow on after a scroll reached the bottom, outside the animator."""
+        if not self.follow and round(self.scroll_y) >= self.max_scroll_y:
+            self.follow = True
 
     def watch_follow(self, follow: bool) -> None:
         if follow:
