@@ -7,6 +7,7 @@ that need them, so `qqtui ls` stays fast.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import time
@@ -18,7 +19,7 @@ import click
 
 from qqtui import __version__
 from qqtui.config import Settings, resolve_settings
-from qqtui.core.records import FINAL_STATUSES, QqError, RunRecord, Status
+from qqtui.core.records import FINAL_STATUSES, MAX_RETRIES, QqError, RunRecord, Status
 
 # The app's pure formatter (no Textual in that module): CLI and app say durations alike.
 from qqtui.tui.widgets.formatting import duration as human_duration
@@ -66,6 +67,10 @@ def fail(message: str) -> NoReturn:
     raise QqError(message)
 
 
+# Run ids are 64-bit database integers; a larger number is no id the store can hold.
+MAX_RUN_ID = 2**63 - 1
+
+
 def parse_run_id(value: str) -> int:
     try:
         run_id = int(value)
@@ -73,7 +78,31 @@ def parse_run_id(value: str) -> int:
         fail(f"invalid run id {value!r}: expected a number")
     if run_id <= 0:
         fail(f"invalid run id {value!r}: expected a positive number")
+    if run_id > MAX_RUN_ID:
+        fail(f"no run with id {value}: run ids go up to {MAX_RUN_ID}")
     return run_id
+
+
+class Seconds(click.ParamType):
+    """A positive, finite number of seconds (`inf`, `1e400`, `nan` and `-5` are usage errors)."""
+
+    name = "seconds"
+
+    def __init__(self, *, allow_zero: bool = False) -> None:
+        self.allow_zero = allow_zero
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        low_ok = seconds >= 0 if self.allow_zero else seconds > 0
+        if not (low_ok and math.isfinite(seconds)):
+            wanted = "0 or a positive" if self.allow_zero else "a positive"
+            self.fail(f"must be {wanted}, finite number of seconds, not {value!r}", param, ctx)
+        return seconds
 
 
 def outcome(run: RunRecord | RunLine) -> str:
@@ -115,16 +144,16 @@ def cli(ctx: click.Context, home: str | None, db: str | None) -> None:
 @click.option("--name", default="", help="A short name shown in the table.")
 @click.option("--agent", default="default", show_default=True, help="Agent the session belongs to.")
 @click.option("--cwd", metavar="DIR", help="Working directory (default: the current one).")
-@click.option("--timeout", type=float, metavar="S", help="Stop the run after S seconds.")
+@click.option("--timeout", type=Seconds(), metavar="S", help="Stop the run after S seconds.")
 @click.option(
     "--hung-after",
-    type=float,
+    type=Seconds(),
     metavar="S",
     help="Flag the run hung after S seconds without output or heartbeat (default 300).",
 )
 @click.option(
     "--retries",
-    type=click.IntRange(min=0),
+    type=click.IntRange(min=0, max=MAX_RETRIES),
     default=0,
     show_default=True,
     help="Retry a failed run this many times, with exponential backoff.",
@@ -488,7 +517,7 @@ def logs(ctx: Context, run_id: str, follow: bool, tail: int | None) -> None:
 @click.argument("run_id")
 @click.option(
     "--grace",
-    type=float,
+    type=Seconds(allow_zero=True),
     default=10.0,
     show_default=True,
     metavar="S",
@@ -856,4 +885,30 @@ def main(argv: Sequence[str] | None = None) -> None:
         if cause is not None:
             click.echo(f"qqtui: error: database: {cause}", err=True)
             sys.exit(1)
-        raise
+        report_crash(exc)
+        sys.exit(1)
+
+
+def report_crash(exc: BaseException) -> None:
+    """A bug, not the user's doing: the traceback goes to a file, one line to stderr."""
+    from qqtui.config import resolve_home
+    from qqtui.core.crashlog import format_crash, save_crash_report
+    from qqtui.tui.sanitize import sanitize_line
+
+    path = save_crash_report(resolve_home(_home_argument()), format_crash(exc))
+    click.echo(
+        f"qqtui: internal error: {type(exc).__name__}: {sanitize_line(str(exc))[:200]} "
+        f"(traceback saved to {path})",
+        err=True,
+    )
+
+
+def _home_argument() -> str | None:
+    """--home as given on the command line (the crash may have come before it was parsed)."""
+    args = sys.argv[1:]
+    for i, arg in enumerate(args):
+        if arg == "--home" and i + 1 < len(args):
+            return args[i + 1] or None
+        if arg.startswith("--home="):
+            return arg.split("=", 1)[1] or None
+    return None

@@ -51,14 +51,26 @@ def one_error_line(proc) -> str:  # type: ignore[no-untyped-def]
         (["cancel", "42"], "no run with id 42"),
         (["kill", "42"], "no run with id 42"),
         (["retry", "42"], "no run with id 42"),
-        (["add", "--timeout", "abc", "--", "true"], "'abc' is not a valid float"),
+        (["add", "--timeout", "abc", "--", "true"], "'abc' is not a number of seconds"),
         (["add"], "empty command"),
         (["add", "--"], "empty command"),
         (
             ["add", "--cwd", "/definitely/not/here", "--", "true"],
             "does not exist or is not a directory",
         ),
-        (["add", "--timeout", "-1", "--", "true"], "timeout must be a positive number"),
+        (["add", "--timeout", "-1", "--", "true"], "must be a positive, finite number of seconds"),
+        (["add", "--timeout", "inf", "--", "true"], "must be a positive, finite number of seconds"),
+        (["add", "--timeout", "1e400", "--", "true"], "finite number of seconds, not '1e400'"),
+        (["add", "--hung-after", "nan", "--", "true"], "finite number of seconds, not 'nan'"),
+        (["add", "--retries", "99999999999999999999", "--", "true"], "is not in the range"),
+        (["add", "--paths", "../**", "--", "true"], "stays inside it"),
+        (["add", "--paths", "/etc/*", "--", "true"], "stays inside it"),
+        (["show", "99999999999999999999999"], "no run with id 99999999999999999999999"),
+        (["cancel", "99999999999999999999999"], "no run with id 99999999999999999999999"),
+        (["kill", "99999999999999999999999"], "no run with id 99999999999999999999999"),
+        (["logs", "99999999999999999999999"], "no run with id 99999999999999999999999"),
+        (["retry", "99999999999999999999999"], "no run with id 99999999999999999999999"),
+        (["cancel", "--grace", "-3", "1"], "must be 0 or a positive, finite number"),
         (["add", "--env", "NOEQUALS", "--", "true"], "expected KEY=VALUE"),
         (["add", "--env", "QQ_RUN_ID=3", "--", "true"], "cannot be overridden"),
         (["add", "--agent", "../evil", "--", "true"], "invalid agent name"),
@@ -70,8 +82,12 @@ def one_error_line(proc) -> str:  # type: ignore[no-untyped-def]
     ],
 )
 def test_bad_input_is_one_clear_line_and_writes_nothing(qq, home: Path, args, message) -> None:  # type: ignore[no-untyped-def]
-    line = one_error_line(qq(*args))
+    proc = qq(*args)
+    line = one_error_line(proc)
     assert message in line
+    # One exit code for bad usage (a value no run could take), documented in the README.
+    if args[:1] == ["add"] and args[1:2] in (["--timeout"], ["--hung-after"], ["--retries"]):
+        assert proc.returncode == 2, line
     assert not any(home.glob("*/sessions/*")), "a session directory was half-created"
     assert qq("ls", "--json", check=True).stdout.strip() in ("[]", "")
 
@@ -244,3 +260,39 @@ def test_agent_profiles_shape_add_and_list(qq, home: Path, db_url: str) -> None:
     (home / "config.toml").write_text("[agents.qq]\ntimout = 3\n")
     line = one_error_line(qq("add", "--agent", "qq", "--", "x"))
     assert "config.toml:2" in line and "agents.qq.timout" in line and "unknown key" in line
+
+
+def test_cancel_or_kill_of_an_ended_run_says_so_in_plain_words(qq, home: Path) -> None:  # type: ignore[no-untyped-def]
+    run_id = qq("add", "--shared-workspace", "--", "true", check=True).stdout.strip()
+    qq("worker", "--until-idle", check=True)
+    assert "is already succeeded; nothing to cancel" in one_error_line(qq("cancel", run_id))
+    assert "is already succeeded; nothing to kill" in one_error_line(qq("kill", run_id))
+
+
+def test_an_internal_error_is_one_line_naming_its_saved_traceback(home: Path) -> None:
+    import subprocess
+
+    from .conftest import cli_env
+
+    # A command that fails as a bug would (not a QqError, not a database error).
+    script = (
+        "import sys, click\n"
+        "from qqtui import cli\n"
+        "@cli.cli.command()\n"
+        "def boom():\n"
+        "    raise RuntimeError('kaboom \\x1b]2;PWN\\x07')\n"
+        "sys.argv = ['qqtui', 'boom']\n"
+        "cli.main(['boom'])\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], env=cli_env(home), capture_output=True, text=True
+    )
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert lines[0].startswith("qqtui: internal error: RuntimeError: kaboom")
+    assert "\x1b" not in lines[0]
+    saved = Path(lines[0].rsplit("traceback saved to ", 1)[1].rstrip(")"))
+    assert saved.parent == home / "crashes"
+    assert "Traceback" in saved.read_text() and "kaboom" in saved.read_text()
+    assert stat.S_IMODE(saved.stat().st_mode) == 0o600

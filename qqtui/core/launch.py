@@ -4,6 +4,7 @@ cancel, kill, retry. The CLI and the app call these, never the store's internals
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import re
 import time
@@ -12,7 +13,7 @@ from pathlib import Path
 
 from qqtui.core import sessions, wakeup, workspaces
 from qqtui.core.leases import lease_set_for
-from qqtui.core.records import QqError, RunRecord
+from qqtui.core.records import MAX_RETRIES, QqError, RunRecord
 from qqtui.core.store import Store
 
 ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -53,12 +54,13 @@ def _validate(
         raise QqError("empty command: give the command after --")
     if not os.path.isdir(cwd):
         raise QqError(f"working directory {cwd} does not exist or is not a directory")
-    if timeout_s is not None and not timeout_s > 0:
+    # isfinite: inf and 1e400 (which float() reads as inf) are no timeout a clock can reach.
+    if timeout_s is not None and not (timeout_s > 0 and math.isfinite(timeout_s)):
         raise QqError(f"timeout must be a positive number of seconds, not {timeout_s:g}")
-    if not hung_after_s > 0:
+    if not (hung_after_s > 0 and math.isfinite(hung_after_s)):
         raise QqError(f"hung threshold must be a positive number of seconds, not {hung_after_s:g}")
-    if retries < 0:
-        raise QqError(f"retries must be 0 or more, not {retries}")
+    if not 0 <= retries <= MAX_RETRIES:
+        raise QqError(f"retries must be between 0 and {MAX_RETRIES}, not {retries}")
 
 
 def _record_in_meta(session_path: Path, run: RunRecord) -> None:

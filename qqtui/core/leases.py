@@ -96,8 +96,18 @@ def lease_set_for(
         if not pattern or "\0" in pattern:
             raise QqError(f"invalid --paths {pattern!r}: give a file glob such as 'src/**'")
         # Relative globs are relative to the run's cwd; resolved once, here, so runs in
-        # different directories compare real locations.
-        joined = os.path.normpath(os.path.join(root, os.path.expanduser(pattern)))
+        # different directories compare real locations. A glob that leaves the cwd
+        # ('/etc/*', '../**') would claim files the option promises not to reach.
+        joined = os.path.normpath(os.path.join(root, pattern))
+        if (
+            os.path.isabs(pattern)
+            or pattern.startswith("~")
+            or not (joined == root or joined.startswith(root.rstrip(os.sep) + os.sep))
+        ):
+            raise QqError(
+                f"invalid --paths {pattern!r}: give a glob relative to the run's cwd "
+                "that stays inside it, such as 'src/**'"
+            )
         if joined not in globs:
             globs.append(joined)
     workspace = None if shared_workspace or globs else root

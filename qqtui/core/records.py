@@ -25,6 +25,7 @@ from qqtui.core.errors import (  # re-exported: records is where callers look fo
 __all__ = [
     "CLOCK_SKEW_WARN_S",
     "FINAL_STATUSES",
+    "MAX_RETRIES",
     "TRANSITIONS",
     "EventRecord",
     "IllegalTransitionError",
@@ -42,6 +43,9 @@ __all__ = [
 
 # A worker whose clock differs from the database server's by this much is flagged.
 CLOCK_SKEW_WARN_S = 60.0
+
+# More retries than this is a typo, not a plan (and the column is a 64-bit integer).
+MAX_RETRIES = 1000
 
 
 class Status(StrEnum):

@@ -977,7 +977,7 @@ class Store:
     def _request_stop(
         self, run_id: int, *, kill: bool, grace_s: float, actor: str | None
     ) -> RunRecord:
-        verb = "killed" if kill else "cancelled"
+        verb, infinitive = ("killed", "kill") if kill else ("cancelled", "cancel")
         for _ in range(MAX_RACE_RETRIES + 1):
             current = self.get_run(run_id)
             if current.status is Status.QUEUED:
@@ -994,7 +994,7 @@ class Store:
                     continue  # claimed meanwhile: handle it as running
             if current.status is not Status.RUNNING:
                 raise IllegalTransitionError(
-                    f"run {run_id} is already {current.status}; nothing to {verb[:-2]}"
+                    f"run {run_id} is already {current.status}; nothing to {infinitive}"
                 )
             if self._between_read_and_write is not None:
                 self._between_read_and_write(run_id)

@@ -130,10 +130,21 @@ class QqApp(App[int]):
         self._poller = PollThread(self._poll_once)
         self.outage: Outage | None = None
         """Set while polls cannot read the database; the main screen shows it."""
+        self.crash: str | None = None
+        """The traceback of the error that ended the app, if one did (for the crash file)."""
 
     @property
     def home(self) -> Path:
         return self.settings.home
+
+    def _handle_exception(self, error: Exception) -> None:
+        # Textual's hook for an unhandled error (it then exits with return code 1): keep
+        # the first traceback so the entry point can save it in the home.
+        if self.crash is None:
+            from qqtui.core.crashlog import format_crash
+
+            self.crash = format_crash(error)
+        super()._handle_exception(error)
 
     @property
     def main_screen(self) -> MainScreen:

@@ -57,6 +57,13 @@ def run_app(settings: Settings, *, bell: bool | None = None) -> int:
         result = app.run()
     finally:
         app.store.close()
+    if app.crash is not None:
+        # Textual has printed its own traceback; the file keeps it for a bug report.
+        from qqtui.core.crashlog import save_crash_report
+
+        path = save_crash_report(settings.home, app.crash)
+        print(f"qqtui: the app crashed; traceback saved to {path}", file=sys.stderr)
+        return app.return_code or 1
     return int(result or 0)
 
 

@@ -56,10 +56,14 @@ def test_lease_sets_follow_the_flags(tmp_path: Path) -> None:
     # The workspace key is the real directory: a symlinked cwd is the same workspace.
     assert lease_set_for(str(link)).workspace == str(real.resolve())
     assert lease_set_for(str(real), shared_workspace=True).empty
-    narrowed = lease_set_for(str(link), paths=["src/*.py", "../x"])
+    narrowed = lease_set_for(str(link), paths=["src/*.py", "docs/../lib/x"])
     assert narrowed.workspace is None  # --paths replaces the whole-directory lease
-    assert narrowed.paths == (f"{real.resolve()}/src/*.py", f"{tmp_path.resolve()}/x")
+    assert narrowed.paths == (f"{real.resolve()}/src/*.py", f"{real.resolve()}/lib/x")
     assert lease_set_for(str(real), locks=["db", "db"]).locks == {"db"}
+    # The option is documented as relative to the cwd: globs that leave it are refused.
+    for outside in ("../x", "../**", "/etc/*", "~/x", "src/../../x"):
+        with pytest.raises(QqError, match="stays inside it"):
+            lease_set_for(str(real), paths=[outside])
     with pytest.raises(QqError, match="invalid --lock"):
         lease_set_for(str(real), locks=["-bad"])
 
