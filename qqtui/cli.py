@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from qqtui import __version__
-from qqtui.config import Settings, resolve_settings
+from qqtui.config import HOME_ENV, Settings, resolve_settings
 from qqtui.core.records import FINAL_STATUSES, MAX_RETRIES, QqError, RunRecord, Status
 
 # The app's pure formatter (no Textual in that module): CLI and app say durations alike.
@@ -133,9 +133,15 @@ def print_json(obj: Any) -> None:
 @click.pass_context
 def cli(ctx: click.Context, home: str | None, db: str | None) -> None:
     """Mission control for parallel runs. Without a command, opens the app."""
+    if home is not None and not home.strip():
+        raise click.BadParameter("give a directory, not an empty string", param_hint="--home")
+    if db is not None and not db.strip():
+        raise click.BadParameter("give a database URL, not an empty string", param_hint="--db")
     ctx.obj = Context(resolve_settings(home, db))
     if ctx.invoked_subcommand is None:
         from qqtui.tui.launch import run_app
+
+        require_terminal("the app")
 
         sys.exit(run_app(ctx.obj.settings))
 
@@ -645,10 +651,22 @@ def demo(click_ctx: click.Context) -> None:
     """Open the app on a fresh demo home with sample agents queued (or on --home)."""
     from qqtui.tui.launch import run_demo
 
+    require_terminal("the demo")
     ctx: Context = click_ctx.obj
     parent = click_ctx.parent
     home_given = parent is not None and parent.params.get("home") is not None
+    # QQ_HOME counts as given, as --home's help promises; otherwise a fresh temp home.
+    home_given = home_given or bool(os.environ.get(HOME_ENV))
     sys.exit(run_demo(ctx.settings if home_given else None))
+
+
+def require_terminal(what: str) -> None:
+    """The full-screen app draws on a terminal; without one it is a usage error (exit 2)."""
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise click.UsageError(
+            f"{what} needs a terminal (stdin and stdout are not one); "
+            "for a listing use `qqtui ls` (or `qqtui ls --json`)"
+        )
 
 
 @cli.command("sessions")

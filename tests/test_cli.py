@@ -296,3 +296,33 @@ def test_an_internal_error_is_one_line_naming_its_saved_traceback(home: Path) ->
     assert saved.parent == home / "crashes"
     assert "Traceback" in saved.read_text() and "kaboom" in saved.read_text()
     assert stat.S_IMODE(saved.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("args", [[], ["demo"]])
+def test_the_app_without_a_terminal_is_one_line_and_exit_2(home: Path, tmp_path: Path, args) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+
+    from .conftest import cli_env
+
+    out = tmp_path / "out"
+    with out.open("w") as sink:
+        proc = subprocess.run(
+            [sys.executable, "-m", "qqtui", *args],
+            env=cli_env(home),
+            stdin=subprocess.DEVNULL,
+            stdout=sink,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=30,
+        )
+    assert proc.returncode == 2
+    assert "needs a terminal" in one_error_line(proc) and "qqtui ls" in proc.stderr
+    assert out.read_text() == ""  # no escape codes written to the file
+    assert not (home / "qqtui.db").exists()  # and no worker or database started
+
+
+@pytest.mark.parametrize("option", ["--home", "--db"])
+def test_an_empty_home_or_db_is_an_error_not_a_fallback(qq, option: str) -> None:  # type: ignore[no-untyped-def]
+    proc = qq(option, "", "ls")
+    assert proc.returncode == 2
+    assert "not an empty string" in one_error_line(proc)

@@ -136,5 +136,16 @@ def run_demo(settings: Settings | None = None) -> int:
     queue_demo_runs(settings)
     code = run_app(settings)
     print(f"qqtui demo: runs keep going in the background; home is {settings.home}")
-    print(f"  reopen with: qqtui --home {settings.home}")
+    print(f"  reopen with: {qqtui_command()} --home {settings.home}")
     return code
+
+
+def qqtui_command() -> str:
+    """How the user can type qqtui: its name when it is on PATH, else this interpreter's -m."""
+    import shlex
+    import shutil
+
+    found = shutil.which("qqtui")
+    if found and Path(found).resolve() == Path(sys.argv[0]).resolve():
+        return "qqtui"
+    return f"{shlex.quote(sys.executable)} -m qqtui"
