@@ -17,6 +17,7 @@ from qqtui.core.records import Status
 from qqtui.core.store import Store
 from qqtui.core.supervisor import Supervisor, SupervisorConfig
 
+from ..conftest import wait_for
 from .pgserver import fresh_schema
 
 
@@ -63,6 +64,14 @@ def test_unstarted_claim_of_a_dead_worker_is_requeued_and_then_runs(
 
     sup = Supervisor(store, home, SupervisorConfig(concurrency=1, poll_s=0.05))
     sup.start()  # recovery runs at start
+    # A run shim that no run has recorded yet (another home's, starting right now)
+    # might be this run's, so recovery waits it out: ask again until it decides.
+    wait_for(
+        lambda: sup.recover() or store.get_run(run.id).status is not Status.RUNNING,
+        timeout=20,
+        interval=0.2,
+        what="recovery to decide",
+    )
     requeued = store.get_run(run.id)
     try:
         assert requeued.status is Status.QUEUED
