@@ -127,3 +127,72 @@ def test_launch_see_running_cancel_see_cancelled(tmux: Tmux, tmp_path: Path) -> 
         tmux.wait_for(lambda s: "Launch" not in s, "the app to quit", timeout=10)
     finally:
         _stop_workers(home, db_url)
+
+
+# tmux key names for the keys of issue #13's random sequence (q quits, and c k r R y
+# act on the run, so they are left out).
+_RANDOM_TMUX_KEYS = [
+    "Tab", "BTab", "Up", "Down", "PPage", "NPage", "Home", "End",
+    "f", "/", "Escape", "a", "b", "e", "g", "h", "j", "l", "m", "n", "o",
+    "p", "s", "t", "u", "v", "w", "x", "z",
+]  # fmt: skip
+
+
+def test_tab_up_down_and_random_keys_leave_the_app_running(tmux: Tmux, tmp_path: Path) -> None:
+    """Issue #13: Tab, Up, Down on a finished `seq 1 200` killed the app with
+    KeyError(scroll_y) from Textual's animator."""
+    import random
+
+    home = tmp_path / "home"
+    home.mkdir(mode=0o700)
+    db_url = f"sqlite:///{home / 'qqtui.db'}"
+    env = clean_env(home)
+    qqtui = [sys.executable, "-m", "qqtui"]
+    try:
+        for args in (
+            ["add", "--shared-workspace", "--", "seq", "1", "200"],
+            ["worker", "--until-idle"],
+        ):
+            subprocess.run(
+                [*qqtui, *args], env=env, cwd=home, check=True, capture_output=True, timeout=60
+            )
+        assert Snapshot(db_url).run(1).status is Status.SUCCEEDED  # type: ignore[union-attr]
+        # If the app dies, the shell says so and the traceback stays on the screen.
+        tmux.start(f"cd {home} && {sys.executable} -m qqtui; echo QQTUI-EXITED $?; sleep 600", env)
+        tmux.wait_for(
+            lambda s: "n Launch" in s and "\n200" in s.replace("│", "\n"), "the app and the output"
+        )
+
+        def assert_still_the_app(after: str) -> None:
+            time.sleep(1.0)  # the crash came when the Down's animation ended
+            screen = tmux.screen()
+            assert "QQTUI-EXITED" not in screen and "Traceback" not in screen, f"{after}:\n{screen}"
+            # The header's counts: the main screen is showing (the random keys end with Escape).
+            assert "1 done" in screen and "0 running" in screen, (
+                f"not the app after {after}:\n{screen}"
+            )
+
+        tmux.keys("Tab")
+        tmux.keys("Up")
+        tmux.keys("Down")
+        assert_still_the_app("Tab Up Down")
+        for _ in range(5):
+            tmux.keys("Up", "Up", "Up", "Down", "Down", "Down")
+            time.sleep(0.3)
+        assert_still_the_app("Up x3 Down x3")
+        tmux.keys("PPage", *["Down"] * 30)
+        assert_still_the_app("PageUp then Downs")
+
+        rng = random.Random(13)
+        pressed: list[str] = []
+        for _ in range(60):
+            burst = [rng.choice(_RANDOM_TMUX_KEYS) for _ in range(rng.randint(1, 5))]
+            tmux.keys(*burst)
+            pressed += burst
+            time.sleep(rng.choice([0, 0.05, 0.2]))
+        tmux.keys("Escape")
+        time.sleep(0.5)
+        tmux.keys("Escape")
+        assert_still_the_app(" ".join(pressed))
+    finally:
+        _stop_workers(home, db_url)
