@@ -20,6 +20,7 @@ import click
 from qqtui import __version__
 from qqtui.config import HOME_ENV, Settings, resolve_settings
 from qqtui.core.records import FINAL_STATUSES, MAX_RETRIES, QqError, RunRecord, Status
+from qqtui.core.termtext import plain_field
 
 # The app's pure formatter (no Textual in that module): CLI and app say durations alike.
 from qqtui.tui.widgets.formatting import duration as human_duration
@@ -307,9 +308,12 @@ def ls_cmd(ctx: Context, status: str | None, hosts: str | None, as_json: bool) -
         if r.hung:
             state = "! hung"
         idle = human_duration(now - r.activity_at) if r.activity_at and r.is_active else "-"
+        # Names and outcomes are written by users and runs: one sanitised line each,
+        # measured after sanitising so the columns stay where they are.
         lines.append(
-            f"{r.id:>5}  {state:<11} {r.name[:20]:<20} {r.agent[:10]:<10} "
-            f"{(r.pid or '-')!s:>7}  {human_duration(r.runtime_s(now)):>8} {idle:>7}  {outcome(r)}"
+            f"{r.id:>5}  {state:<11} {plain_field(r.name)[:20]:<20} "
+            f"{plain_field(r.agent)[:10]:<10} {(r.pid or '-')!s:>7}  "
+            f"{human_duration(r.runtime_s(now)):>8} {idle:>7}  {plain_field(outcome(r))}"
         )
     sys.stdout.write("\n".join(lines) + "\n")
 
@@ -375,12 +379,14 @@ def show(ctx: Context, run_id: str, as_json: bool) -> None:
     if run.env:
         fields.append(("env", " ".join(f"{k}={v}" for k, v in sorted(run.env.items()))))
     for key, value in fields:
-        click.echo(f"{key:>12}: {value}" if key else f"{'':>14}{value}")
+        shown = plain_field(value)
+        click.echo(f"{key:>12}: {shown}" if key else f"{'':>14}{shown}")
     click.echo("      events:")
     for e in events:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e.at))
-        move = f"{e.from_status or ''}→{e.to_status}" if e.to_status else e.kind
-        click.echo(f"  {stamp}  {move:<22} {e.reason or ''}  [{e.actor or '-'}@{e.host or '-'}]")
+        move = plain_field(f"{e.from_status or ''}→{e.to_status}" if e.to_status else e.kind)
+        by = plain_field(f"{e.actor or '-'}@{e.host or '-'}")
+        click.echo(f"  {stamp}  {move:<22} {plain_field(e.reason or '')}  [{by}]")
 
 
 def _tail_offset(path: str, lines: int) -> int:
@@ -611,9 +617,12 @@ def agents_cmd(ctx: Context, as_json: bool) -> None:
         click.echo(f"no agent profiles in {config_path(ctx.settings.home)}", err=True)
         return
     for r in rows:
-        click.echo(f"{r['name']}: {r['description']}" if r["description"] else r["name"])
-        click.echo(f"  command: {' '.join(r['command']) if r['command'] else '(the given ARGS)'}")
-        click.echo(f"  resume:  {' '.join(r['resume']) if r['resume'] else '(the last command)'}")
+        name, description = plain_field(r["name"]), plain_field(r["description"] or "")
+        command = plain_field(" ".join(r["command"])) if r["command"] else "(the given ARGS)"
+        resume = plain_field(" ".join(r["resume"])) if r["resume"] else "(the last command)"
+        click.echo(f"{name}: {description}" if description else name)
+        click.echo(f"  command: {command}")
+        click.echo(f"  resume:  {resume}")
         limits = [f"timeout {r['timeout']:g}s" if r["timeout"] else "no timeout"]
         if r["hung_after"]:
             limits.append(f"hung after {r['hung_after']:g}s")
@@ -706,7 +715,7 @@ def sessions_cmd(ctx: Context, agent: str | None, as_json: bool) -> None:
     click.echo(f"{'SESSION':<26} {'AGENT':<12} {'RUNS':>4}  {'LAST':<10} {'SIZE':>9}  AGE")
     for r in rows:
         click.echo(
-            f"{r['session_id']:<26} {r['agent'][:12]:<12} {r['runs']:>4}  "
+            f"{plain_field(r['session_id']):<26} {plain_field(r['agent'])[:12]:<12} {r['runs']:>4}  "
             f"{(r['last_status'] or '-'):<10} {human_size(r['size_bytes']):>9}  "
             f"{human_duration(now - r['created_at']) if r['created_at'] else '-'}"
         )
@@ -732,7 +741,10 @@ def worktrees_cmd(click_ctx: click.Context, as_json: bool) -> None:
     click.echo(f"{'RUN':>5}  {'STATUS':<10} {'STATE':<8} {'SIZE':>9}  {'BRANCH':<16} PATH")
     for w in infos:
         size = human_size(w.size) if w.state != "removed" else "-"
-        click.echo(f"{w.run_id:>5}  {w.status:<10} {w.state:<8} {size:>9}  {w.branch:<16} {w.path}")
+        click.echo(
+            f"{w.run_id:>5}  {w.status:<10} {w.state:<8} {size:>9}  "
+            f"{plain_field(w.branch):<16} {plain_field(w.path)}"
+        )
 
 
 @worktrees_cmd.command("clean")
@@ -878,16 +890,16 @@ def main(argv: Sequence[str] | None = None) -> None:
             args=list(argv) if argv is not None else None, prog_name="qqtui", standalone_mode=False
         )
     except click.UsageError as exc:
-        click.echo(f"qqtui: error: {exc.format_message()}", err=True)
+        click.echo(f"qqtui: error: {plain_field(exc.format_message())}", err=True)
         sys.exit(2)
     except click.ClickException as exc:
-        click.echo(f"qqtui: error: {exc.format_message()}", err=True)
+        click.echo(f"qqtui: error: {plain_field(exc.format_message())}", err=True)
         sys.exit(exc.exit_code)
     except click.Abort:
         click.echo("qqtui: aborted", err=True)
         sys.exit(130)
     except QqError as exc:
-        click.echo(f"qqtui: error: {exc}", err=True)
+        click.echo(f"qqtui: error: {plain_field(exc)}", err=True)
         sys.exit(1)
     except BrokenPipeError:
         # `qqtui ls | head`: the reader left; that is not an error.
@@ -901,7 +913,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         cause = database_error_text(exc)  # the driver's own words, not SQLAlchemy's wrapper
         if cause is not None:
-            click.echo(f"qqtui: error: database: {cause}", err=True)
+            click.echo(f"qqtui: error: database: {plain_field(cause)}", err=True)
             sys.exit(1)
         report_crash(exc)
         sys.exit(1)
@@ -911,11 +923,10 @@ def report_crash(exc: BaseException) -> None:
     """A bug, not the user's doing: the traceback goes to a file, one line to stderr."""
     from qqtui.config import resolve_home
     from qqtui.core.crashlog import format_crash, save_crash_report
-    from qqtui.tui.sanitize import sanitize_line
 
     path = save_crash_report(resolve_home(_home_argument()), format_crash(exc))
     click.echo(
-        f"qqtui: internal error: {type(exc).__name__}: {sanitize_line(str(exc))[:200]} "
+        f"qqtui: internal error: {type(exc).__name__}: {plain_field(exc)[:200]} "
         f"(traceback saved to {path})",
         err=True,
     )

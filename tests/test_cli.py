@@ -299,7 +299,9 @@ def test_an_internal_error_is_one_line_naming_its_saved_traceback(home: Path) ->
 
 
 @pytest.mark.parametrize("args", [[], ["demo"]])
-def test_the_app_without_a_terminal_is_one_line_and_exit_2(home: Path, tmp_path: Path, args) -> None:  # type: ignore[no-untyped-def]
+def test_the_app_without_a_terminal_is_one_line_and_exit_2(
+    home: Path, tmp_path: Path, args
+) -> None:  # type: ignore[no-untyped-def]
     import subprocess
 
     from .conftest import cli_env
@@ -326,3 +328,26 @@ def test_an_empty_home_or_db_is_an_error_not_a_fallback(qq, option: str) -> None
     proc = qq(option, "", "ls")
     assert proc.returncode == 2
     assert "not an empty string" in one_error_line(proc)
+
+
+def test_hostile_names_and_reasons_reach_the_terminal_as_plain_text(qq, home: Path) -> None:  # type: ignore[no-untyped-def]
+    hostile = "nm\x1b]2;NAMEPWN\x1b\\x\u202e\x1bkT\x1b\\"
+    run_id = qq("add", "--shared-workspace", "--name", hostile, "--", "sleep", "40", check=True)
+    run_id = run_id.stdout.strip()
+    qq("add", "--shared-workspace", "--name", "plain", "--", "true", check=True)
+    listing = qq("ls", check=True).stdout
+    shown = qq("show", run_id, check=True).stdout
+    for out in (listing, shown):
+        assert not any(c in out for c in "\x1b\x9b\x07\u202e"), repr(out)
+        assert "NAMEPWN" not in out
+    lines = listing.splitlines()
+    # The hostile name takes its column like any other: the AGENT column starts at the
+    # same place in its row as in the plain run's.
+    assert lines[1].split()[3] == "nmx"
+    assert lines[1].index(" default ") == lines[2].index(" default ")
+    assert "name: nmx" in shown
+    assert json_name(qq("show", "--json", run_id, check=True).stdout) == hostile  # JSON keeps data
+
+
+def json_name(text: str) -> str:
+    return json.loads(text)["name"]

@@ -1,38 +1,69 @@
-"""Make untrusted run output safe for a terminal: SGR colour and style sequences stay,
-every other control sequence goes (titles, clipboard writes, links, cursor moves,
-screen clears, device queries, DCS/APC strings, C1 controls, resets)."""
+"""The one sanitiser for untrusted text on its way to a terminal: run output, and every
+name, reason, progress message, host, note or history line that a run or a user wrote.
+
+SGR colour and style sequences may stay (`keep_sgr_only`); every other control
+sequence goes: titles (OSC 0/2, and screen's `ESC k ... ESC \\`), clipboard writes
+(OSC 52), hyperlinks (OSC 8), cursor moves, screen clears, device queries, DCS/APC/PM/SOS
+strings, C1 controls, resets, and the bidi overrides that make a line read other than
+it is (U+202A-U+202E, U+2066-U+2069). A one-line field (`plain_field`) keeps no
+escape at all and no line break, so it cannot shift a table's columns.
+"""
 
 from __future__ import annotations
 
 import re
 
-# One alternation, tried left to right at each escape or control character:
-#  1. CSI (7-bit ESC[ or 8-bit 0x9b): params, intermediates, final byte
-#  2. OSC / DCS / SOS / PM / APC strings, to BEL or ST, or to the end if unterminated
-#  3. any other ESC + one character (ESC c, ESC 7, charset designations ...)
-#  4. a lone ESC at the end, C1 controls, and C0 controls other than \t and \n
-_CONTROL = re.compile(
-    r"(?P<csi>(?:\x1b\[|\x9b)(?P<params>[0-?]*)(?P<inter>[ -/]*)(?P<final>[@-~])?)"
-    r"|(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])(?:[^\x07\x1b\x9c]*)(?:\x07|\x1b\\|\x9c)?"
-    r"|\x1b[ -/]*[0-~]?"
-    r"|[\x00-\x08\x0b-\x1f\x7f\x80-\x9f]"
+# One pass over the text finds every sequence or control character; whatever is not
+# matched is plain text. Alternatives are tried in order, so SGR comes before the
+# general CSI and the string-type sequences before the two-character escapes. Tab and
+# newline are text here: a caller drawing one line decides what they become.
+CONTROL_RE = re.compile(
+    r"""
+    (?P<sgr>\x1b\[[0-9;:]{0,256}m)                          # SGR: kept by keep_sgr_only
+    |(?:\x1b\[|\x9b)[\x30-\x3f]*[\x20-\x2f]*[\x40-\x7e]?     # other CSI (or cut short)
+    |(?:\x1b\]|\x9d).*?(?:\x07|\x1b\\|\x9c|\Z)               # OSC, ended by BEL or ST
+    |(?:\x1b[P_^Xk]|[\x90\x98\x9e\x9f]).*?(?:\x1b\\|\x9c|\Z)  # DCS APC PM SOS, screen title
+    |\x1b[\x20-\x2f]*[\x30-\x7e]?                          # ESC c, ESC 7, ESC ( B, ...
+    |[\x00-\x08\x0b-\x1a\x1c-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]
+    """,
+    re.VERBOSE | re.DOTALL,
 )
-_SGR_PARAMS = re.compile(r"^[0-9;:]*$")
+# Everything CONTROL_RE could match starts with one of these (newline included, for
+# callers that drop it), so text without any of them takes the fast path.
+NEEDS_WORK_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+# Rich's decoder and terminals turn each SGR parameter into an int; bound their length
+# so a hostile "\x1b[999...9m" cannot trip int()'s digit limit or waste time.
+SGR_PARAM_MAX_DIGITS = 8
 
 
 def _keep_sgr(match: re.Match[str]) -> str:
-    if match.group("csi") is not None:
-        final = match.group("final")
-        if final == "m" and not match.group("inter") and _SGR_PARAMS.match(match.group("params")):
-            return "\x1b[" + match.group("params") + "m"
-    return ""
+    sgr = match.group("sgr")
+    if sgr is None:
+        return ""
+    params = sgr[2:-1].replace(":", ";").split(";")
+    if any(len(param) > SGR_PARAM_MAX_DIGITS for param in params):
+        return ""
+    return sgr
 
 
 def keep_sgr_only(text: str) -> str:
-    """`text` with every control sequence removed except SGR (which is normalised to 7-bit)."""
-    return _CONTROL.sub(_keep_sgr, text)
+    """`text` with every control sequence removed except SGR; tabs and newlines stay."""
+    if not NEEDS_WORK_RE.search(text):
+        return text
+    return CONTROL_RE.sub(_keep_sgr, text)
 
 
-def strip_all_escapes(text: str) -> str:
-    """`text` with every control sequence removed, SGR included (for plain output)."""
-    return _CONTROL.sub("", text)
+def plain_text(value: object) -> str:
+    """Untrusted text with no escape of any kind; its tabs and line breaks stay."""
+    text = value if isinstance(value, str) else str(value)
+    if not NEEDS_WORK_RE.search(text):
+        return text
+    return CONTROL_RE.sub("", text)
+
+
+def plain_field(value: object) -> str:
+    """One display line of untrusted text: no escape of any kind, no line break, no tab."""
+    text = plain_text(value)
+    if "\n" in text or "\t" in text:
+        return text.replace("\n", " ").replace("\t", " ")
+    return text

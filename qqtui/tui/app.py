@@ -14,6 +14,7 @@ from textual import events, on, work
 from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.message import Message
+from textual.notifications import SeverityLevel
 from textual.worker import Worker, WorkerState
 
 from qqtui.config import Settings
@@ -22,6 +23,7 @@ from qqtui.core.monitor import Alert, Monitor
 from qqtui.core.records import QqError, Status
 from qqtui.core.snapshot import SnapshotError, database_error_text
 from qqtui.core.store import Store
+from qqtui.core.termtext import plain_field, plain_text
 from qqtui.tui import acyclic_caches
 from qqtui.tui.commands import BindingCommands
 from qqtui.tui.messages import (
@@ -136,6 +138,25 @@ class QqApp(App[int]):
     @property
     def home(self) -> Path:
         return self.settings.home
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = True,
+    ) -> None:
+        """Every toast goes through the sanitiser: names, reasons and errors in it are
+        written by users and runs (screens' notify calls come here too)."""
+        super().notify(
+            plain_text(message),
+            title=plain_field(title),
+            severity=severity,
+            timeout=timeout,
+            markup=markup,
+        )
 
     def _handle_exception(self, error: Exception) -> None:
         # Textual's hook for an unhandled error (it then exits with return code 1): keep

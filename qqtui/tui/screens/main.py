@@ -19,6 +19,7 @@ from qqtui.core import launch
 from qqtui.core.monitor import RemoteOutput
 from qqtui.core.records import RunRecord, Status
 from qqtui.core.snapshot import SnapshotError
+from qqtui.core.termtext import plain_field
 from qqtui.tui.messages import IntentOutcome, Outage, RemoteOutputLoaded, RunsPolled
 from qqtui.tui.screens.confirm import ConfirmScreen
 from qqtui.tui.screens.details import DetailsScreen
@@ -268,7 +269,7 @@ class MainScreen(Screen[None]):
         else:
             path = launch.output_log_path(self.qq.home, run)
             # Text, not str: a border title string is markup, and run names are user input.
-            output_title = Text(f"output · run {run.id} · {run.name}")
+            output_title = Text(f"output · run {run.id} · {plain_field(run.name)}")
             tree = poll.result.trees.get(run.id) if poll is not None else None
             count = tree.count if tree is not None else 0
             pids_title = f"processes · run {run.id} · {count}"
@@ -382,7 +383,7 @@ class MainScreen(Screen[None]):
                 actor="tui",
             )
             return IntentOutcome(
-                f"Queued run {run.id} ({run.name}) in session {run.session_id}", run
+                f"Queued run {run.id} ({plain_field(run.name)}) in session {run.session_id}", run
             )
 
         app.run_intent(submit)
@@ -398,7 +399,7 @@ class MainScreen(Screen[None]):
         )
         self._confirm(
             "Cancel run",
-            f"Cancel run {run.id} ({run.name})?\n{how}",
+            f"Cancel run {run.id} ({plain_field(run.name)})?\n{how}",
             "Cancel run",
             lambda: self._stop(run, kill=False),
         )
@@ -409,7 +410,7 @@ class MainScreen(Screen[None]):
             return
         self._confirm(
             "Kill run",
-            f"Kill run {run.id} ({run.name}) now?\nSIGKILL to its process group and every "
+            f"Kill run {run.id} ({plain_field(run.name)}) now?\nSIGKILL to its process group and every "
             "process of its tree, without a grace period.",
             "Kill",
             lambda: self._stop(run, kill=True),
@@ -541,11 +542,13 @@ class MainScreen(Screen[None]):
 
         def send() -> IntentOutcome:
             launch.signal_run_process(app.home, run, proc.pid, proc.create_time, event.sig)
-            return IntentOutcome(f"Sent {name} to process {proc.pid} ({proc.name}) of run {run.id}")
+            return IntentOutcome(
+                f"Sent {name} to process {proc.pid} ({plain_field(proc.name)}) of run {run.id}"
+            )
 
         self._confirm(
             f"Send {name}",
-            f"Send {name} to process {proc.pid} ({proc.name}) of run {run.id}?\n"
+            f"Send {name} to process {proc.pid} ({plain_field(proc.name)}) of run {run.id}?\n"
             f"{' '.join(proc.cmdline)[:200]}",
             f"Send {name}",
             lambda: app.run_intent(send),

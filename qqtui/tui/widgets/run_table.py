@@ -22,6 +22,7 @@ from textual.widgets.data_table import ColumnKey
 from qqtui.core.monitor import Progress
 from qqtui.core.procs import RunTree
 from qqtui.core.records import RunRecord, Status
+from qqtui.core.termtext import plain_field
 from qqtui.tui.widgets import formatting as fmt
 from qqtui.tui.widgets.table_base import LiveTable
 
@@ -143,7 +144,10 @@ def run_row(
     name = run.name or (run.argv[0] if run.argv else "")
     # Demo-style names already start with the agent ("coder: ..."); do not say it twice.
     show_agent = run.agent and run.agent != "default" and not name.startswith(run.agent)
-    name_text = f"{name} · {run.agent}" if show_agent else name
+    # Names, outcomes, progress and hosts are written by users and runs: no escape in them
+    # may reach the terminal or shift the table's columns.
+    name_text = plain_field(f"{name} · {run.agent}" if show_agent else name)
+    outcome = plain_field(outcome)
     hung = running and run.hung
     cells: tuple[Cell, ...] = (
         (str(run.id), "bold"),
@@ -159,7 +163,7 @@ def run_row(
         (fmt.size(rss) if rss else "", ""),
         (str(procs) if procs else "", ""),
         (outcome, outcome_style),
-        (run.host or "", "dim"),
+        (plain_field(run.host or ""), "dim"),
     )
     sort_values = (
         run.id,
