@@ -176,14 +176,21 @@ def test_tab_up_down_and_random_keys_leave_the_app_running(tmux: Tmux, tmp_path:
         tmux.keys("Up")
         tmux.keys("Down")
         assert_still_the_app("Tab Up Down")
-        for _ in range(5):
-            tmux.keys("Up", "Up", "Up", "Down", "Down", "Down")
-            time.sleep(0.3)
+        tmux.keys("Up", "Up", "Up", "Down", "Down", "Down")
         assert_still_the_app("Up x3 Down x3")
+        # A one-line scroll lasts 20 ms, about one frame: it crashed only when the frame
+        # that brought it to the bottom was its last, so the key's phase against the
+        # animator's 60 Hz timer decided. Random sub-frame delays try many phases.
+        rng = random.Random(13)
+        for _ in range(30):
+            tmux.keys("Up")
+            time.sleep(0.06 + rng.uniform(0, 0.02))
+            tmux.keys("Down")
+            time.sleep(0.06 + rng.uniform(0, 0.02))
+        assert_still_the_app("Up Down, 30 times")
         tmux.keys("PPage", *["Down"] * 30)
         assert_still_the_app("PageUp then Downs")
 
-        rng = random.Random(13)
         pressed: list[str] = []
         for _ in range(60):
             burst = [rng.choice(_RANDOM_TMUX_KEYS) for _ in range(rng.randint(1, 5))]
