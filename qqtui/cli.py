@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
@@ -58,7 +59,19 @@ class Context:
     def snapshot(self) -> Any:
         from qqtui.core.snapshot import Snapshot
 
+        check_home_readable(self.settings.home)
         return Snapshot(self.settings.db_url)
+
+
+def check_home_readable(home: Path) -> None:
+    """A home that is a file, or a directory we cannot write (`/proc/1`), is no qqtui home:
+    say so instead of listing nothing. A home not created yet is fine (nothing ran)."""
+    if not home.exists():
+        return
+    if not home.is_dir():
+        fail(f"home {home} is not a directory")
+    if not os.access(home, os.W_OK | os.X_OK):
+        fail(f"home {home} is not writable: not a qqtui home")
 
 
 pass_ctx = click.make_pass_decorator(Context)
@@ -328,7 +341,7 @@ def _get_run(ctx: Context, run_id_text: str) -> RunRecord:
 
 @cli.command()
 @click.argument("run_id")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the run and its events as JSON.")
 @pass_ctx
 def show(ctx: Context, run_id: str, as_json: bool) -> None:
     """Show one run and its events."""
@@ -577,7 +590,7 @@ def retry(ctx: Context, run_id: str) -> None:
 @cli.command()
 @click.argument("session_id")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the new run as JSON.")
 @pass_ctx
 def resume(ctx: Context, session_id: str, command: Sequence[str], as_json: bool) -> None:
     """Start a new run in a session (default: its last command): resume ID [-- CMD...]"""
@@ -591,7 +604,7 @@ def resume(ctx: Context, session_id: str, command: Sequence[str], as_json: bool)
 
 
 @cli.command("agents")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 @pass_ctx
 def agents_cmd(ctx: Context, as_json: bool) -> None:
     """List the agent profiles of <home>/config.toml."""
@@ -680,7 +693,7 @@ def require_terminal(what: str) -> None:
 
 @cli.command("sessions")
 @click.option("--agent", help="Only this agent's sessions.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 @pass_ctx
 def sessions_cmd(ctx: Context, agent: str | None, as_json: bool) -> None:
     """List sessions, newest first."""

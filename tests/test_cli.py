@@ -351,3 +351,51 @@ def test_hostile_names_and_reasons_reach_the_terminal_as_plain_text(qq, home: Pa
 
 def json_name(text: str) -> str:
     return json.loads(text)["name"]
+
+
+def test_broken_homes_and_databases_are_errors_not_empty_lists(tmp_path: Path) -> None:
+    import sqlite3
+    import subprocess
+
+    from .conftest import cli_env
+
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    foreign = tmp_path / "foreign.db"
+    with sqlite3.connect(foreign) as conn:
+        conn.execute("CREATE TABLE notes (x)")
+    before = foreign.read_bytes()
+    cases = [
+        ({"QQ_HOME": str(a_file)}, [], "is not a directory"),
+        (
+            {"QQ_HOME": str(tmp_path / "h")},
+            ["--db", "sqlite:////nonexistent/dir/q.db"],
+            "does not exist",
+        ),
+        (
+            {"QQ_HOME": str(tmp_path / "h")},
+            ["--db", f"sqlite:///{foreign}"],
+            "not a qqtui database",
+        ),
+    ]
+    if os.access("/proc/1", os.W_OK) is False:
+        cases.append(({"QQ_HOME": "/proc/1"}, [], "not writable"))
+    for env, args, message in cases:
+        for command in (["ls"], ["ls", "--json"]):
+            proc = subprocess.run(
+                [sys.executable, "-m", "qqtui", *args, *command],
+                env={**cli_env(tmp_path / "unused"), **env},
+                capture_output=True,
+                text=True,
+            )
+            assert proc.returncode == 1, (env, args, proc.stdout)
+            assert message in one_error_line(proc)
+    assert foreign.read_bytes() == before
+    assert not (tmp_path / "h").exists()
+
+
+@pytest.mark.parametrize("command", ["show", "resume", "sessions", "agents", "ls"])
+def test_every_json_option_says_what_it_prints(qq, command: str) -> None:  # type: ignore[no-untyped-def]
+    help_text = qq(command, "--help", check=True).stdout
+    line = next(line for line in help_text.splitlines() if "--json" in line)
+    assert "JSON" in line.split("--json", 1)[1], line

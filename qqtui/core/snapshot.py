@@ -135,6 +135,11 @@ class Snapshot:
         """Rows of `sql` as dicts (`as_tuples`: the driver's tuples, in column order)."""
         assert self.path is not None
         if not self.path.exists():
+            folder = self.path.parent
+            if not folder.is_dir():
+                # A typo'd --db or a home that is a file is an error, not an empty list.
+                what = "does not exist" if not folder.exists() else "is not a directory"
+                raise SnapshotError(f"cannot use database {self.path}: {folder} {what}")
             return []
         try:
             with closing(sqlite3.connect(self.path, timeout=self.busy_timeout_s)) as conn:
@@ -149,7 +154,13 @@ class Snapshot:
         except sqlite3.DatabaseError as exc:
             text = str(exc)
             if "no such table" in text:
-                return []
+                if self._has_tables():
+                    # Another program's database: its tables are not ours to call empty.
+                    raise SnapshotError(
+                        f"cannot use database {self.path}: the file is not a qqtui database "
+                        "(it has tables, but no runs table)"
+                    ) from exc
+                return []  # a database still being created: no schema yet, no runs
             if "not a database" in text or "malformed" in text:
                 raise SnapshotError(
                     f"cannot use database {self.path}: the file is not a qqtui database "
@@ -158,6 +169,14 @@ class Snapshot:
             if "locked" in text:
                 text = "the database is locked by another process"
             raise SnapshotError(f"cannot read database {self.path}: {text}") from exc
+
+    def _has_tables(self) -> bool:
+        assert self.path is not None
+        try:
+            with closing(sqlite3.connect(self.path, timeout=self.busy_timeout_s)) as conn:
+                return conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] > 0
+        except sqlite3.DatabaseError:
+            return False
 
     def _store(self) -> Any:
         # One store (one pool) per snapshot: a TUI polling a server must not open and

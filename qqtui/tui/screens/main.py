@@ -128,9 +128,9 @@ class MainScreen(Screen[None]):
         Binding(
             "escape",
             "close_filter",
-            "Close filter",
+            "Clear filter",
             show=False,
-            tooltip="Back to the table",
+            tooltip="Clear the filter and go back to the table",
             id="main.close_filter",
         ),
     ]
@@ -490,9 +490,11 @@ class MainScreen(Screen[None]):
         box.focus()
 
     def action_close_filter(self) -> None:
+        """Escape drops the filter and shows every run again (as in k9s and lazygit);
+        Enter in the box is the way to keep it."""
         box = self.query_one("#filter", Input)
-        if not box.value:
-            box.remove_class("-open")
+        box.value = ""  # Input.Changed applies it, as if typed
+        box.remove_class("-open")
         self.query_one(RunTable).focus()
 
     def action_cycle_host(self) -> None:
@@ -526,7 +528,10 @@ class MainScreen(Screen[None]):
     @on(Input.Submitted, "#filter")
     def _on_filter_submitted(self, event: Input.Submitted) -> None:
         event.stop()
-        self.action_close_filter()
+        # Enter keeps the filter: the box stays open while it holds one, so it shows.
+        if not event.value:
+            self.query_one("#filter", Input).remove_class("-open")
+        self.query_one(RunTable).focus()
 
     # -- one process of the tree ----------------------------------------------------
 
