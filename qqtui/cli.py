@@ -27,6 +27,8 @@ from qqtui.core.termtext import plain_field
 from qqtui.tui.widgets.formatting import duration as human_duration
 
 if TYPE_CHECKING:
+    from click.shell_completion import CompletionItem
+
     from qqtui.core.snapshot import RunLine
     from qqtui.core.store import Store
 
@@ -119,6 +121,52 @@ class Seconds(click.ParamType):
         return seconds
 
 
+def _completion_settings(click_ctx: click.Context) -> Settings:
+    """The home and database the command line names so far (completion runs before
+    the group's callback, so they are read from its parsed parameters)."""
+    root = click_ctx.find_root()
+    return resolve_settings(root.params.get("home") or None, root.params.get("db") or None)
+
+
+def complete_run_id(
+    click_ctx: click.Context, param: click.Parameter, incomplete: str
+) -> list[CompletionItem]:
+    """Run ids of this home, newest first, each with its status and name as help."""
+    from click.shell_completion import CompletionItem
+
+    from qqtui.core.snapshot import Snapshot
+
+    try:
+        lines = Snapshot(_completion_settings(click_ctx).db_url).run_lines(None, None)
+    except Exception:  # a shell's Tab must never print a traceback: no candidates instead
+        return []
+    found = [r for r in lines if str(r.id).startswith(incomplete)]
+    found.sort(key=lambda r: r.id, reverse=True)
+    return [
+        CompletionItem(str(r.id), help=plain_field(f"{r.status.value} {r.name}"))
+        for r in found[:200]
+    ]
+
+
+def complete_session_id(
+    click_ctx: click.Context, param: click.Parameter, incomplete: str
+) -> list[CompletionItem]:
+    """Session ids of this home, newest first, with their agent as help."""
+    from click.shell_completion import CompletionItem
+
+    from qqtui.core.sessions import list_sessions
+
+    try:
+        found = list_sessions(_completion_settings(click_ctx).home)
+    except Exception:  # as above: no candidates rather than a traceback in the shell
+        return []
+    return [
+        CompletionItem(info.session_id, help=plain_field(info.agent))
+        for info in found
+        if info.session_id.startswith(incomplete)
+    ][:200]
+
+
 def outcome(run: RunRecord | RunLine) -> str:
     if run.status is Status.QUEUED and run.reason:
         return run.reason
@@ -183,7 +231,13 @@ def cli(ctx: click.Context, home: str | None, db: str | None) -> None:
     is_flag=True,
     help="Also retry (counting against --retries) when the run's worker dies on another host.",
 )
-@click.option("--session", "session_id", metavar="ID", help="Run in this existing session.")
+@click.option(
+    "--session",
+    "session_id",
+    metavar="ID",
+    help="Run in this existing session.",
+    shell_complete=complete_session_id,
+)
 @click.option(
     "--env", "env_pairs", multiple=True, metavar="K=V", help="Extra environment (repeat)."
 )
@@ -340,7 +394,7 @@ def _get_run(ctx: Context, run_id_text: str) -> RunRecord:
 
 
 @cli.command()
-@click.argument("run_id")
+@click.argument("run_id", shell_complete=complete_run_id)
 @click.option("--json", "as_json", is_flag=True, help="Print the run and its events as JSON.")
 @pass_ctx
 def show(ctx: Context, run_id: str, as_json: bool) -> None:
@@ -470,7 +524,7 @@ def _remote_output(
 
 
 @cli.command()
-@click.argument("run_id")
+@click.argument("run_id", shell_complete=complete_run_id)
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new output until the run ends.")
 @click.option(
     "--tail", "-n", type=click.IntRange(min=0), metavar="N", help="Only the last N lines."
@@ -539,7 +593,7 @@ def logs(ctx: Context, run_id: str, follow: bool, tail: int | None) -> None:
 
 
 @cli.command()
-@click.argument("run_id")
+@click.argument("run_id", shell_complete=complete_run_id)
 @click.option(
     "--grace",
     type=Seconds(allow_zero=True),
@@ -561,7 +615,7 @@ def cancel(ctx: Context, run_id: str, grace: float) -> None:
 
 
 @cli.command()
-@click.argument("run_id")
+@click.argument("run_id", shell_complete=complete_run_id)
 @pass_ctx
 def kill(ctx: Context, run_id: str) -> None:
     """Kill a run's whole process tree now."""
@@ -575,7 +629,7 @@ def kill(ctx: Context, run_id: str) -> None:
 
 
 @cli.command()
-@click.argument("run_id")
+@click.argument("run_id", shell_complete=complete_run_id)
 @pass_ctx
 def retry(ctx: Context, run_id: str) -> None:
     """Queue a finished run again as a new attempt."""
@@ -588,7 +642,7 @@ def retry(ctx: Context, run_id: str) -> None:
 # Interspersed args stay on here: the session id comes first, so only the usual `--`
 # separator can mark where the command starts.
 @cli.command()
-@click.argument("session_id")
+@click.argument("session_id", shell_complete=complete_session_id)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.option("--json", "as_json", is_flag=True, help="Print the new run as JSON.")
 @pass_ctx

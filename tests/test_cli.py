@@ -399,3 +399,34 @@ def test_every_json_option_says_what_it_prints(qq, command: str) -> None:  # typ
     help_text = qq(command, "--help", check=True).stdout
     line = next(line for line in help_text.splitlines() if "--json" in line)
     assert "JSON" in line.split("--json", 1)[1], line
+
+
+def test_shell_completion_offers_run_and_session_ids(qq, home: Path) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+
+    from .conftest import cli_env
+
+    first = json.loads(qq("add", "--json", "--shared-workspace", "--", "true", check=True).stdout)
+    qq("add", "--shared-workspace", "--name", "x\x1b]2;T\x07y", "--", "true", check=True)
+
+    def complete(words: str, shell: str = "zsh") -> list[str]:
+        env = {
+            **cli_env(home),
+            "_QQTUI_COMPLETE": f"{shell}_complete",
+            "COMP_WORDS": words,
+            "COMP_CWORD": str(len(words.split(" ")) - 1),
+        }
+        proc = subprocess.run(
+            [sys.executable, "-m", "qqtui"], env=env, capture_output=True, text=True, timeout=30
+        )
+        assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+        assert "\x1b" not in proc.stdout
+        return proc.stdout.splitlines()
+
+    shown = complete("qqtui show ")
+    # zsh gets (type, value, help) triples, newest run first, the help sanitised.
+    assert shown[1] == "2" and shown[4] == "1"
+    assert "xy" in shown[2]
+    assert "1" in complete("qqtui cancel 1") and "2" not in complete("qqtui cancel 1")
+    assert first["session_id"] in complete("qqtui resume ")
+    assert first["session_id"] in complete("qqtui add --session ")

@@ -640,3 +640,24 @@ async def test_when_ready_hook_runs_once_the_first_screen_is_up(
         await wait_until(pilot, lambda: called, what="the ready hook")
         await pilot.pause(0.2)
     assert called == ["MainScreen"]
+
+
+@pytest.mark.asyncio
+async def test_the_app_opens_on_the_newest_running_run(
+    tui_settings: Settings, tui_store: Store, live_worker: subprocess.Popen[bytes]
+) -> None:
+    sleeper = add(tui_store, tui_settings, "sleep", "60", name="sleeper", shared_workspace=True)
+    done = add(tui_store, tui_settings, "true", name="quick", shared_workspace=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and (
+        status_of(tui_settings, sleeper) is not Status.RUNNING
+        or status_of(tui_settings, done) is not Status.SUCCEEDED
+    ):
+        time.sleep(0.1)
+    assert status_of(tui_settings, done) is Status.SUCCEEDED
+    app = app_for(tui_settings, tui_store)
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.screen.query_one(RunTable)
+        await wait_until(pilot, lambda: table.row_count == 2)
+        assert shown_ids(app)[0] == done  # newest first: the finished run is on top
+        await wait_until(pilot, lambda: table.selected_run_id == sleeper, what="cursor on it")
