@@ -390,6 +390,15 @@ def test_broken_homes_and_databases_are_errors_not_empty_lists(tmp_path: Path) -
             )
             assert proc.returncode == 1, (env, args, proc.stdout)
             assert message in one_error_line(proc)
+    # Writing commands (and the app, through the same Store.open) refuse it too, and
+    # leave the other program's file exactly as it was: no qqtui schema written into it.
+    proc = subprocess.run(
+        [sys.executable, "-m", "qqtui", "--db", f"sqlite:///{foreign}", "add", "--", "true"],
+        env=cli_env(tmp_path / "h2"),
+        capture_output=True,
+        text=True,
+    )
+    assert "not a qqtui database" in one_error_line(proc)
     assert foreign.read_bytes() == before
     assert not (tmp_path / "h").exists()
 

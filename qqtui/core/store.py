@@ -132,6 +132,30 @@ def _now() -> float:
     return time.time()
 
 
+def refuse_foreign_sqlite(url: str) -> None:
+    """Raise StoreError for a SQLite file of another program (tables, but no runs table).
+
+    Checked read-only before the engine opens it: the engine's first connection turns on
+    WAL, which rewrites the file's header, and a qqtui schema must not be added to it."""
+    import sqlite3
+
+    from qqtui.config import sqlite_path
+
+    path = sqlite_path(url)
+    if path is None or not path.is_file() or path.stat().st_size == 0:
+        return
+    try:
+        with contextlib.closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as conn:
+            names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+    except sqlite3.DatabaseError:
+        return  # unreadable or corrupt: the engine's own open reports it
+    if names and "runs" not in names:
+        raise StoreError(
+            f"cannot use database {path}: the file is not a qqtui database "
+            "(it has tables, but no runs table)"
+        )
+
+
 class Store:
     """Owns every read and write of the job table."""
 
@@ -163,7 +187,9 @@ class Store:
     @classmethod
     def open(cls, url: str, **kwargs: Any) -> Store:
         """Open (and create or check the schema of) the store at `url`."""
-        store = cls(make_engine(normalize_db_url(url)), **kwargs)
+        url = normalize_db_url(url)
+        refuse_foreign_sqlite(url)
+        store = cls(make_engine(url), **kwargs)
         store.init_schema()
         return store
 
