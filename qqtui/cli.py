@@ -858,11 +858,19 @@ def human_size(n: int) -> str:
     return f"{n} B"
 
 
-@cli.command()
+@cli.group(invoke_without_command=True)
 @click.option(
     "-j", "--jobs", type=click.IntRange(min=1), default=4, show_default=True, help="Runs at once."
 )
 @click.option("--until-idle", is_flag=True, help="Exit when nothing is queued or running.")
+@click.option(
+    "--exit-when-idle",
+    type=click.FloatRange(min=0),
+    default=None,
+    metavar="S",
+    help="Exit after S seconds with nothing queued or running while no app is open "
+    "(the worker the app starts uses this; 0: never).",
+)
 @click.option(
     "--poll",
     type=click.FloatRange(min=0.01),
@@ -916,6 +924,7 @@ def worker(
     ctx: Context,
     jobs: int,
     until_idle: bool,
+    exit_when_idle: float | None,
     poll: float,
     stop_runs: bool,
     grace: float,
@@ -925,7 +934,11 @@ def worker(
     host: str | None,
     boot_id: str | None,
 ) -> None:
-    """Run the supervisor: claim queued runs and watch them."""
+    """Run the supervisor: claim queued runs and watch them.
+
+    `qqtui worker stop` stops the workers of this home on this host."""
+    if click.get_current_context().invoked_subcommand is not None:
+        return
     import logging
 
     from qqtui.core.supervisor import Supervisor, SupervisorConfig
@@ -935,6 +948,7 @@ def worker(
         concurrency=jobs,
         poll_s=poll,
         until_idle=until_idle,
+        exit_when_idle_s=exit_when_idle or None,
         stop_runs_on_exit=stop_runs,
         kill_grace_s=grace,
         log_cap=log_cap,
@@ -945,6 +959,51 @@ def worker(
     if boot_id:
         supervisor.boot = boot_id
     sys.exit(supervisor.run_forever())
+
+
+@worker.command("stop")
+@click.option(
+    "--stop-runs",
+    is_flag=True,
+    help="Cancel the runs the workers own first (TERM, grace, KILL), then stop them.",
+)
+@click.option(
+    "--wait",
+    "wait_s",
+    type=click.FloatRange(min=0),
+    default=15.0,
+    show_default=True,
+    metavar="S",
+    help="How long to wait for the workers (and with --stop-runs, their runs) to end.",
+)
+@pass_ctx
+def worker_stop(ctx: Context, stop_runs: bool, wait_s: float) -> None:
+    """Stop the live workers of this home on this host (SIGTERM, pid create time checked).
+
+    Without --stop-runs a worker stops claiming and exits, but the runs it started keep
+    running: they show as running and the next worker (the app starts one) adopts them
+    and records their end. With --stop-runs they are cancelled first. Exits 1 if a
+    worker is still alive after --wait."""
+    from qqtui.core.workerctl import stop_workers
+
+    store = ctx.store(actor="cli")
+    results = stop_workers(store, stop_runs=stop_runs, timeout_s=wait_s)
+    if not results:
+        click.echo(f"no worker running for {plain_field(str(ctx.settings.home))}")
+        return
+    stuck = False
+    for r in results:
+        runs = f", cancelled run(s) {', '.join(map(str, r.cancelled))}" if r.cancelled else ""
+        if r.stopped:
+            click.echo(f"stopped worker {r.worker.id} (pid {r.worker.pid}){runs}")
+        else:
+            stuck = True
+            click.echo(
+                f"worker {r.worker.id} (pid {r.worker.pid}) is still running after {wait_s:g}s"
+                f"{runs}"
+            )
+    if stuck:
+        sys.exit(1)
 
 
 # --- entry point -------------------------------------------------------------------------

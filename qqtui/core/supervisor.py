@@ -55,6 +55,7 @@ from qqtui.core.records import (
 from qqtui.core.store import OUTPUT_TAIL_BYTES, Store
 from qqtui.core.strays import end_strays, find_strays
 from qqtui.core.wakeup import WakeSocket
+from qqtui.core.workerctl import app_open
 
 log = logging.getLogger("qqtui.supervisor")
 
@@ -84,6 +85,9 @@ class SupervisorConfig:
     retry_base_s: float = 2.0
     retry_cap_s: float = 300.0
     until_idle: bool = False
+    # Exit after this many seconds with nothing queued or running here while no app of
+    # the home is open (the auto-started worker); None: never.
+    exit_when_idle_s: float | None = None
     stop_runs_on_exit: bool = False
     # Shared (PostgreSQL) stores only: a worker silent for this long is dead, and its
     # runs on any host are rescued (see Store.rescue_dead_workers).
@@ -163,6 +167,7 @@ class Supervisor:
     _last_rescue: float = 0.0
     _last_prune: float = -math.inf  # the first rescue pass prunes too
     _db_failures: int = 0
+    _idle_since: float | None = None  # monotonic time since idle with no app open
 
     def now(self) -> float:
         """The time decisions are made by (see `clock`)."""
@@ -241,6 +246,12 @@ class Supervisor:
                 try:
                     self.tick()
                     if self.config.until_idle and self._idle():
+                        break
+                    if self._idle_too_long():
+                        log.info(
+                            "idle for %.0fs with no app open; exiting",
+                            self.config.exit_when_idle_s,
+                        )
                         break
                 except DB_ERRORS as exc:
                     # The runs live on without us; every decision this tick could not
@@ -332,6 +343,18 @@ class Supervisor:
             return False
         counts = self.store.count_by_status()
         return counts.get(Status.QUEUED, 0) == 0
+
+    def _idle_too_long(self) -> bool:
+        limit = self.config.exit_when_idle_s
+        if limit is None or limit <= 0:
+            return False
+        if not self._idle() or app_open(self.home):
+            self._idle_since = None
+            return False
+        now = time.monotonic()
+        if self._idle_since is None:
+            self._idle_since = now
+        return now - self._idle_since >= limit
 
     def _wait(self, max_s: float | None = None) -> None:
         timeout = self.config.poll_s if max_s is None else max_s

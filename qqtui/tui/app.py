@@ -173,6 +173,9 @@ class QqApp(App[int]):
 
     def on_mount(self) -> None:
         self.push_screen(self._main)
+        # An auto-started worker stays while an app of this home is open (see workerctl).
+        with contextlib.suppress(OSError):
+            self._app_marker = workerctl.register_app(self.settings.home)
         if self.start_worker:
             self._ensure_worker()
         self._poller.start()
@@ -180,6 +183,8 @@ class QqApp(App[int]):
 
     def on_unmount(self) -> None:
         self._poller.stop()
+        if getattr(self, "_app_marker", None) is not None:
+            workerctl.unregister_app(self._app_marker)
 
     def on_ready(self) -> None:
         """The first screen is drawn (`run_app` tunes the garbage collector here)."""
