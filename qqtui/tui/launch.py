@@ -135,9 +135,22 @@ def run_demo(settings: Settings | None = None) -> int:
     settings = settings or demo_settings()
     queue_demo_runs(settings)
     code = run_app(settings)
-    print(f"qqtui demo: runs keep going in the background; home is {settings.home}")
-    print(f"  reopen with: {qqtui_command()} --home {settings.home}")
+    for line in demo_farewell(settings):
+        print(line)
     return code
+
+
+def demo_farewell(settings: Settings) -> list[str]:
+    """What the demo says on the way out: its runs outlive the app, so name the commands
+    that reopen it and that stop its worker (which otherwise exits once idle)."""
+    import shlex
+
+    qq = f"{qqtui_command()} --home {shlex.quote(str(settings.home))}"
+    return [
+        f"qqtui demo: runs keep going in the background; home is {settings.home}",
+        f"  reopen with: {qq}",
+        f"  stop its worker and runs: {qq} worker stop --stop-runs",
+    ]
 
 
 def qqtui_command() -> str:

@@ -83,3 +83,20 @@ def test_no_idle_exit_while_app_open_or_run_running(  # type: ignore[no-untyped-
     assert proc.poll() is None  # the run still runs
     assert proc.wait(timeout=15) == 0  # it ends, then the worker goes after 1 s idle
     assert store.get_run(run_id).status is Status.SUCCEEDED
+
+
+def test_the_demo_farewell_names_commands_that_work(home: Path, store: Store, workers) -> None:  # type: ignore[no-untyped-def]
+    import shlex
+
+    from qqtui.tui.launch import demo_farewell, demo_settings
+
+    proc = workers.start()
+    assert _wait_for(lambda: workerctl.live_local_workers(store))
+    lines = demo_farewell(demo_settings(home))
+    stop_line = next(line for line in lines if "worker stop" in line)
+    argv = shlex.split(stop_line.split(": ", 1)[1])
+    # The test runner is not `qqtui` on PATH, so this is `<python> -m qqtui --home ...`.
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=30, env=cli_env(home))
+    assert done.returncode == 0, done.stderr
+    assert "stopped worker" in done.stdout
+    assert proc.wait(timeout=5) == 0
