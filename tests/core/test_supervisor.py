@@ -81,6 +81,10 @@ def test_crashed_worker_runs_are_adopted_or_finalized_with_true_exit_codes(
     wait_for(
         lambda: ledger.exists() and len(ledger.read_text().split()) == 2, 20, what="both started"
     )
+    # The shim starts the command before the worker records its pid: wait for both pids,
+    # so the crash below is of a worker that knew what it ran.
+    for run_id in (survivor, ended_alone):
+        wait_for(lambda r=run_id: Snapshot(db_url).run(r).pid, 10, what=f"run {run_id}'s pid")  # type: ignore[union-attr, misc]
     before = Snapshot(db_url).run(survivor)
     assert before is not None and before.pid
     first.send_signal(signal.SIGKILL)
