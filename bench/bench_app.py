@@ -65,7 +65,7 @@ from qqtui.core.launch import output_log_path, submit_run
 from qqtui.core.records import RunRecord, Status
 from qqtui.core.store import Store
 
-DATE = "2026-11-22"
+DATE = time.strftime("%Y-%m-%d")
 PY = sys.executable
 
 
@@ -736,10 +736,16 @@ def scenario_runs(work: Path, name: str, chatty: int, idle: int, args: argparse.
         time.sleep(3)
         res["capture_ms"] = capture_cost(tmux)
         if chatty:
+            # htop watches the same processes in the same server over the same minutes: a
+            # ratio to it holds on a busy machine where an absolute percentage does not.
+            # It goes before the latencies, which it would otherwise compete with.
+            htop = psutil.Process(tmux.start("htop", "exec htop", env_for(home)))
+            time.sleep(5)
             before, t0 = _lines(home), time.monotonic()
-            print("    app CPU under load", flush=True)
-            res["cpu"] = cpu_windows({"app": app}, args.cpu_seconds, args.cpu_windows)
+            print("    app CPU under load, next to htop", flush=True)
+            res["cpu"] = cpu_windows({"app": app, "htop": htop}, args.cpu_seconds, args.cpu_windows)
             res["lines_per_s"] = (_lines(home) - before) / (time.monotonic() - t0)
+            tmux.kill_session("htop")
         if "capture" in args.instruments:
             print("    append-to-screen", flush=True)
             res["append"] = append_latency(tmux, log, args.markers)
@@ -866,6 +872,14 @@ def report(res: dict) -> str:
             f"{spread(r['cpu']['app'], '{:.1f}')} % of one core | ≤ 5 % "
             f"| {met(statistics.median(r['cpu']['app']) <= 5)} |"
         )
+        if "htop" in r["cpu"]:
+            htop = r["cpu"]["htop"]
+            ratio = statistics.median(r["cpu"]["app"]) / max(statistics.median(htop), 1e-9)
+            out.append(
+                f"| htop 3.x on the same load, same minutes (peer) | "
+                f"{spread(htop, '{:.1f}')} % | | |"
+            )
+            out.append(f"| app / htop under load | {ratio:.1f}x | ≤ 1.5x | {met(ratio <= 1.5)} |")
     for key, label in (("quiet", "1 selected run + 10 idle"), ("load", "under the load above")):
         if key not in res:
             continue
