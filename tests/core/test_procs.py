@@ -151,9 +151,10 @@ def test_kill_tree_catches_escapees_and_outlasts_sigterm_ignorers(tmp_path: Path
 
     killer = TreeKill(target, grace_s=1.0)
     assert killer.start(time.monotonic()) >= 4
-    time.sleep(0.5)
-    assert psutil.pid_exists(pids["stubborn"])  # ignored TERM, grace not over yet
-    assert not is_alive(pids["escapee"], victims[1].create_time())
+    # TERM takes the escapee down in its own time: wait for that, not a fixed while.
+    escapee_created = victims[1].create_time()
+    wait_for(lambda: not is_alive(pids["escapee"], escapee_created), 10, what="the escapee to die")
+    assert psutil.pid_exists(pids["stubborn"])  # ignored TERM, not yet killed
     assert killer.finish() == []
     for proc in victims:
         assert not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE
@@ -328,8 +329,14 @@ def test_process_table_cpu_percent_and_a_command_line_changed_by_exec(tmp_path: 
         table = ProcessTable()
         first = table.scan([target])[1].procs[0]
         assert first.cpu_percent == 0.0 and first.cmdline[0] == sys.executable
-        time.sleep(0.5)
-        busy = table.scan([target])[1].procs[0]
+        # Each scan measures the CPU used since the one before: half-second samples, as
+        # many as it takes (up to 10 s) for a crowded machine to give the loop its share.
+        deadline = time.monotonic() + 10
+        while True:
+            time.sleep(0.5)
+            busy = table.scan([target])[1].procs[0]
+            if busy.cpu_percent > 10 or time.monotonic() > deadline:
+                break
         assert busy.cpu_percent > 10  # a spinning loop, even on a crowded machine
         flag.touch()
         after = wait_for(
