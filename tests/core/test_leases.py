@@ -7,7 +7,6 @@ import itertools
 import multiprocessing
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,8 +14,6 @@ import pytest
 from qqtui.core.leases import LeaseSet, admit, conflict, globs_may_overlap, lease_set_for
 from qqtui.core.records import QqError, RunRecord, Status
 from qqtui.core.store import Store
-
-from .pgserver import fresh_schema
 
 SID = "20260101_000000_abcdef12"
 
@@ -99,18 +96,10 @@ def test_admit_is_greedy_in_order_and_explains_every_wait() -> None:
 # --- the claim, per backend ----------------------------------------------------------------
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def backend(request: pytest.FixtureRequest) -> str:
-    return request.param
-
-
 @pytest.fixture
-def db_url(backend: str, home: Path) -> Iterator[str]:
-    if backend == "sqlite":
-        yield f"sqlite:///{home / 'qqtui.db'}"
-        return
-    with fresh_schema() as url:
-        yield url
+def db_url(backend_db_url: str) -> str:
+    """Overrides the top conftest's: every store test here runs once per backend."""
+    return backend_db_url
 
 
 def add(store: Store, leases: LeaseSet | None = None) -> RunRecord:

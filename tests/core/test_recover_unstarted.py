@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -18,21 +17,12 @@ from qqtui.core.store import Store
 from qqtui.core.supervisor import Supervisor, SupervisorConfig
 
 from ..conftest import wait_for
-from .pgserver import fresh_schema
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def backend(request: pytest.FixtureRequest) -> str:
-    return request.param
 
 
 @pytest.fixture
-def db_url(backend: str, home: Path) -> Iterator[str]:
-    if backend == "sqlite":
-        yield f"sqlite:///{home / 'qqtui.db'}"
-        return
-    with fresh_schema() as url:
-        yield url
+def db_url(backend_db_url: str) -> str:
+    """Overrides the top conftest's: every store test here runs once per backend."""
+    return backend_db_url
 
 
 def dead_worker(store: Store) -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import multiprocessing
 import os
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,24 +24,13 @@ from qqtui.core.records import (
 from qqtui.core.snapshot import RunLine, Snapshot
 from qqtui.core.store import Store, StoreError
 
-from .pgserver import fresh_schema
-
 SID = "20260101_000000_abcdef12"
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def backend(request: pytest.FixtureRequest) -> str:
-    return request.param
-
-
 @pytest.fixture
-def db_url(backend: str, home: Path) -> Iterator[str]:
-    """Overrides conftest's: every test here runs once per backend."""
-    if backend == "sqlite":
-        yield f"sqlite:///{home / 'qqtui.db'}"
-        return
-    with fresh_schema() as url:
-        yield url
+def db_url(backend_db_url: str) -> str:
+    """Overrides the top conftest's: every store test here runs once per backend."""
+    return backend_db_url
 
 
 def sqlite_only(backend: str) -> None:
