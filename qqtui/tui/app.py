@@ -24,7 +24,7 @@ from qqtui.core.records import QqError, Status
 from qqtui.core.snapshot import SnapshotError, database_error_text
 from qqtui.core.store import Store
 from qqtui.core.termtext import plain_field, plain_text
-from qqtui.tui import acyclic_caches
+from qqtui.tui import perf
 from qqtui.tui.commands import BindingCommands
 from qqtui.tui.messages import (
     IntentDone,
@@ -103,8 +103,8 @@ class QqApp(App[int]):
         when_ready: Callable[[], None] | None = None,
     ) -> None:
         # Before anything renders: a repaint's leftovers are then freed as it drops them,
-        # not by the collector stopping the loop (see acyclic_caches).
-        acyclic_caches.install()
+        # not by the collector stopping the loop (see qqtui.tui.perf).
+        perf.install()
         super().__init__()
         self._when_ready = when_ready
         self.settings = settings

@@ -15,7 +15,7 @@ from textual.strip import Strip
 
 from qqtui.config import Settings
 from qqtui.core.store import Store
-from qqtui.tui import acyclic_caches
+from qqtui.tui.perf import acyclic_caches
 from qqtui.tui.screens.main import MainScreen
 from tests.tui.conftest import select_run, wait_until
 from tests.tui.test_app import SIZE, add, app_for
