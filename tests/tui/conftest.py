@@ -20,6 +20,16 @@ from qqtui.core.snapshot import Snapshot
 from qqtui.core.store import Store
 from tests.conftest import cli_env, kill_home_processes
 
+# Issue #13's random keys: every key of the brief but q (quit) and the letters that act
+# on the run (c cancel, k kill, r resume, R retry, y yes in a confirmation). Pilot's name
+# for each key, and tmux's.
+RANDOM_KEY_NAMES = {
+    "tab": "Tab", "shift+tab": "BTab", "up": "Up", "down": "Down",
+    "pageup": "PPage", "pagedown": "NPage", "home": "Home", "end": "End",
+    "f": "f", "slash": "/", "escape": "Escape",
+    **{letter: letter for letter in "abeghjlmnopstuvwxz"},
+}  # fmt: skip
+
 
 @pytest.fixture
 def tui_home(home: Path) -> Path:

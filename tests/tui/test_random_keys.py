@@ -16,17 +16,11 @@ from qqtui.core.launch import submit_run
 from qqtui.core.store import Store
 from qqtui.tui.app import QqApp, make_app
 from qqtui.tui.widgets.output_view import OutputView
-from tests.tui.conftest import select_run, wait_until
+from tests.tui.conftest import RANDOM_KEY_NAMES, select_run, wait_until
 
 SIZE = (160, 45)
 SEED = 13
-# Every key of the brief but q (quit) and the letters that act on the run
-# (c cancel, k kill, r resume, R retry, y yes in a confirmation).
-RANDOM_KEYS = [
-    "tab", "shift+tab", "up", "down", "pageup", "pagedown", "home", "end",
-    "f", "slash", "escape", "a", "b", "e", "g", "h", "j", "l", "m", "n", "o",
-    "p", "s", "t", "u", "v", "w", "x", "z",
-]  # fmt: skip
+RANDOM_KEYS = list(RANDOM_KEY_NAMES)  # Pilot's names
 
 
 def app_for(settings: Settings, store: Store) -> QqApp:

@@ -17,7 +17,7 @@ import pytest
 from qqtui.core.records import Status
 from qqtui.core.snapshot import Snapshot
 from qqtui.core.store import Store
-from tests.tui.conftest import clean_env, kill_home_processes
+from tests.tui.conftest import RANDOM_KEY_NAMES, clean_env, kill_home_processes
 
 TMUX = shutil.which("tmux")
 
@@ -129,13 +129,7 @@ def test_launch_see_running_cancel_see_cancelled(tmux: Tmux, tmp_path: Path) -> 
         _stop_workers(home, db_url)
 
 
-# tmux key names for the keys of issue #13's random sequence (q quits, and c k r R y
-# act on the run, so they are left out).
-_RANDOM_TMUX_KEYS = [
-    "Tab", "BTab", "Up", "Down", "PPage", "NPage", "Home", "End",
-    "f", "/", "Escape", "a", "b", "e", "g", "h", "j", "l", "m", "n", "o",
-    "p", "s", "t", "u", "v", "w", "x", "z",
-]  # fmt: skip
+_RANDOM_TMUX_KEYS = list(RANDOM_KEY_NAMES.values())  # tmux's names for them
 
 
 def test_tab_up_down_and_random_keys_leave_the_app_running(tmux: Tmux, tmp_path: Path) -> None:
