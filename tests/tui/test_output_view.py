@@ -69,6 +69,21 @@ def numbered(path: Path, count: int, start: int = 0) -> None:
     append(path, b"".join(b"line %d\n" % i for i in range(start, start + count)))
 
 
+@pytest.fixture
+def head_scan_release(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """Holds every head scan of a LogIndex (up to 10 s) until the test sets this event:
+    till then only the tail of a big log is numbered."""
+    release = threading.Event()
+    original = LogIndex.scan_head
+
+    def gated_scan_head(self: LogIndex, should_stop: Callable[[], bool] | None = None) -> bool:
+        release.wait(10)
+        return original(self, should_stop)
+
+    monkeypatch.setattr(LogIndex, "scan_head", gated_scan_head)
+    return release
+
+
 @pytest.mark.asyncio
 async def test_starts_at_the_end_and_appended_line_appears(tmp_path: Path) -> None:
     log = tmp_path / "run.log"
@@ -308,18 +323,10 @@ async def test_truncated_log_is_shown_from_scratch(tmp_path: Path) -> None:
 
 @pytest.mark.asyncio
 async def test_head_merge_keeps_a_paused_view_on_the_same_text(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, head_scan_release: threading.Event
 ) -> None:
     log = tmp_path / "big.log"
     numbered(log, 20_000)
-    release = threading.Event()
-    original = LogIndex.scan_head
-
-    def gated_scan_head(self: LogIndex, should_stop: Callable[[], bool] | None = None) -> bool:
-        release.wait(10)
-        return original(self, should_stop)
-
-    monkeypatch.setattr(LogIndex, "scan_head", gated_scan_head)
     app = OutputApp(log)
     async with app.run_test(size=SIZE) as pilot:
         view = app.query_one(OutputView)
@@ -332,7 +339,7 @@ async def test_head_merge_keeps_a_paused_view_on_the_same_text(
         await wait_until(pilot, lambda: not view.follow)
         await pilot.pause()
         before = screen_lines(view)
-        release.set()
+        head_scan_release.set()
         await wait_until(pilot, lambda: view.line_count == 20_000)
         await pilot.pause()
         assert screen_lines(view) == before
@@ -352,19 +359,11 @@ def test_every_binding_has_an_id_and_a_description() -> None:
 
 @pytest.mark.asyncio
 async def test_match_in_the_unnumbered_head_is_reached_after_merge(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, head_scan_release: threading.Event
 ) -> None:
     log = tmp_path / "big.log"
     append(log, b"the needle is near the top\n")
     numbered(log, 20_000)
-    release = threading.Event()
-    original = LogIndex.scan_head
-
-    def gated_scan_head(self: LogIndex, should_stop: Callable[[], bool] | None = None) -> bool:
-        release.wait(10)
-        return original(self, should_stop)
-
-    monkeypatch.setattr(LogIndex, "scan_head", gated_scan_head)
     app = OutputApp(log)
     async with app.run_test(size=SIZE) as pilot:
         view = app.query_one(OutputView)
@@ -373,7 +372,7 @@ async def test_match_in_the_unnumbered_head_is_reached_after_merge(
         await wait_until(pilot, lambda: bool(app.search_events) and app.search_events[-1][2])
         assert view.match_count == 1
         assert view.current_match_line is None  # its line has no number yet
-        release.set()
+        head_scan_release.set()
         await wait_until(pilot, lambda: view.current_match_line == 0)
         await pilot.pause()
         assert "the needle is near the top" in screen_lines(view)
