@@ -43,6 +43,16 @@ def _env(session: Session) -> dict[str, str]:
     return env
 
 
+@pytest.fixture
+def session_in_env(session: Session, monkeypatch: pytest.MonkeyPatch) -> Session:
+    """This test process as the session's run: its QQ_ variables set, nothing cached."""
+    for key, value in _env(session).items():
+        if key.startswith("QQ_"):
+            monkeypatch.setenv(key, value)
+    monkeypatch.setattr(agent, "_current", None)
+    return session
+
+
 def _run_workers(code: str, env: dict[str, str], count: int) -> None:
     procs = [
         subprocess.Popen([sys.executable, "-c", textwrap.dedent(code), str(i)], env=env)
@@ -324,15 +334,9 @@ def test_current_session_outside_qqtui_creates_one_under_home(tmp_path: Path) ->
     assert _report(env)["path"] != got["path"]
 
 
-def test_agent_argument_does_not_rename_a_qqtui_session(
-    session: Session, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    for key, value in _env(session).items():
-        if key.startswith("QQ_"):
-            monkeypatch.setenv(key, value)
-    monkeypatch.setattr(agent, "_current", None)
+def test_agent_argument_does_not_rename_a_qqtui_session(session_in_env: Session) -> None:
     first = Session.current(agent="other")
-    assert first.agent == "qq" and first.path == session.path
+    assert first.agent == "qq" and first.path == session_in_env.path
     assert Session.current(agent="other") is first  # cached: the rate limit holds
 
 
@@ -355,13 +359,8 @@ def test_importing_the_kit_stays_light() -> None:
     assert out.stdout.strip() == "[]"
 
 
-def test_module_functions_use_the_cached_session(
-    session: Session, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    for key, value in _env(session).items():
-        if key.startswith("QQ_"):
-            monkeypatch.setenv(key, value)
-    monkeypatch.setattr(agent, "_current", None)
+@pytest.mark.usefixtures("session_in_env")
+def test_module_functions_use_the_cached_session() -> None:
     agent.write_json("a.json", {"x": 1})
     assert agent.read_json("a.json") == {"x": 1}
     assert agent.update_json("a.json", lambda d: {"x": d["x"] + 1}) == {"x": 2}
