@@ -11,6 +11,7 @@ from collections import Counter
 from pathlib import Path
 
 import psutil
+import pytest
 
 from qqtui.core.records import Status
 from qqtui.core.snapshot import Snapshot
@@ -30,6 +31,7 @@ def kinds(db_url: str, run_id: int) -> list[str]:
 STRESS_RUNS = int(os.environ.get("QQTUI_STRESS_RUNS", "2000"))
 
 
+@pytest.mark.slow
 def test_many_workers_run_every_attempt_exactly_once(
     tmp_path: Path,
     home: Path,

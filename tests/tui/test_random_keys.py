@@ -32,6 +32,7 @@ def assert_alive(app: QqApp, after: str) -> None:
     assert app.is_running, f"the app stopped after {after}"
 
 
+@pytest.mark.slow
 @pytest.mark.asyncio
 async def test_tab_up_down_on_a_finished_run_does_not_crash(
     tui_settings: Settings,

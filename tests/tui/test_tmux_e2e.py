@@ -132,6 +132,7 @@ def test_launch_see_running_cancel_see_cancelled(tmux: Tmux, tmp_path: Path) -> 
 _RANDOM_TMUX_KEYS = list(RANDOM_KEY_NAMES.values())  # tmux's names for them
 
 
+@pytest.mark.slow
 def test_tab_up_down_and_random_keys_leave_the_app_running(tmux: Tmux, tmp_path: Path) -> None:
     """Issue #13: Tab, Up, Down on a finished `seq 1 200` killed the app with
     KeyError(scroll_y) from Textual's animator."""
