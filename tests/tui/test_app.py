@@ -14,6 +14,7 @@ from unittest import mock
 
 import psutil
 import pytest
+from textual.pilot import Pilot
 from textual.widgets._footer import FooterKey
 
 from qqtui.config import Settings
@@ -62,15 +63,22 @@ def toasts(app: QqApp) -> list[str]:
     return [str(n.message) for n in app._notifications]
 
 
+async def open_launch_form(pilot: Pilot[object], app: QqApp) -> LaunchForm:
+    """Press n and wait for the launch form."""
+    await pilot.press("n")
+    await wait_until(pilot, lambda: isinstance(app.screen, LaunchForm))
+    form = app.screen
+    assert isinstance(form, LaunchForm)
+    return form
+
+
 @pytest.mark.asyncio
 async def test_launch_form_queues_a_run_that_runs_and_shows_its_output(
     tui_settings: Settings, tui_store: Store, live_worker: subprocess.Popen[bytes]
 ) -> None:
     app = app_for(tui_settings, tui_store)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("n")
-        await wait_until(pilot, lambda: isinstance(app.screen, LaunchForm))
-        form = app.screen
+        form = await open_launch_form(pilot, app)
         form.query_one(
             "#launch-command"
         ).value = f"{sys.executable} -c \"import time\nfor i in range(300): print('tick', i, flush=True); time.sleep(0.1)\""
@@ -106,10 +114,9 @@ async def test_launch_form_can_share_the_working_dir(
 ) -> None:
     app = app_for(tui_settings, tui_store)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("n")
-        await wait_until(pilot, lambda: isinstance(app.screen, LaunchForm))
-        app.screen.query_one("#launch-command").value = "sleep 1"
-        app.screen.query_one("#launch-shared").value = True
+        form = await open_launch_form(pilot, app)
+        form.query_one("#launch-command").value = "sleep 1"
+        form.query_one("#launch-shared").value = True
         await pilot.press("ctrl+s")
         runs = await wait_until(pilot, lambda: Snapshot(tui_settings.db_url).runs())
         assert runs[0].workspace is None  # type: ignore[index]
@@ -121,9 +128,7 @@ async def test_launch_form_shows_invalid_input_next_to_each_field(
 ) -> None:
     app = app_for(tui_settings, tui_store)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("n")
-        await wait_until(pilot, lambda: isinstance(app.screen, LaunchForm))
-        form = app.screen
+        form = await open_launch_form(pilot, app)
         form.query_one("#launch-command").value = 'echo "unterminated'
         form.query_one("#launch-agent").value = "bad agent!"
         form.query_one("#launch-cwd").value = str(tui_settings.home / "missing")

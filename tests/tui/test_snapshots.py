@@ -237,15 +237,17 @@ def test_help(snap_compare: Any, snapshot_app: tuple[QqApp, dict[str, int]]) -> 
     )
 
 
+async def open_sessions(pilot: Pilot[Any]) -> None:
+    """Press s and wait for the sessions screen to list the fixture's eight sessions."""
+    await pilot.press("s")
+    await wait_until(
+        pilot,
+        lambda: "sessions  8" in str(pilot.app.screen.query_one("#sessions").border_title),
+    )
+
+
 def test_sessions_screen(snap_compare: Any, snapshot_app: tuple[QqApp, dict[str, int]]) -> None:
     app, _ = snapshot_app
-
-    async def open_sessions(pilot: Pilot[Any]) -> None:
-        await pilot.press("s")
-        await wait_until(
-            pilot,
-            lambda: "sessions  8" in str(pilot.app.screen.query_one("#sessions").border_title),
-        )
 
     assert snap_compare(
         app, terminal_size=SIZE, run_before=settle("coder: fix the flaky test", open_sessions)
@@ -256,11 +258,7 @@ def test_session_view(snap_compare: Any, snapshot_app: tuple[QqApp, dict[str, in
     app, _ = snapshot_app
 
     async def open_session(pilot: Pilot[Any]) -> None:
-        await pilot.press("s")
-        await wait_until(
-            pilot,
-            lambda: "sessions  8" in str(pilot.app.screen.query_one("#sessions").border_title),
-        )
+        await open_sessions(pilot)
         # coder sessions come first (agents A-Z), the newest coder session is c0df; go to c0de.
         await pilot.press("down", "enter")
         output = pilot.app.screen.query_one(OutputView)
