@@ -34,6 +34,10 @@ from qqtui.core.logindex import LogIndex, RefreshResult
 from qqtui.tui.sanitize import sanitize_line
 
 POLL_SECONDS = 0.1
+# Growth up to this much is indexed on the app's thread as the poll sees it: a thread
+# worker (a thread, a Worker, its state messages) per appended line cost more than the
+# indexing, with a run printing five lines a second followed. More goes to a worker.
+_INLINE_REFRESH_BYTES = 64 * 1024
 # Bytes indexed per worker step: each step posts a message, so a file that grows
 # by gigabytes at once still shows progress instead of one long silence.
 _REFRESH_BUDGET = 64 * 1024 * 1024
@@ -313,15 +317,16 @@ class OutputView(ScrollView, can_focus=True):
             self._poll_timer.pause()
         else:
             self._poll_timer.resume()
-        self._poll()
+        self._poll(inline=False)
         self._size_pending = self._refresh_worker is not None
         if not self._size_pending:
             # No file (yet), so no refresh is coming: the size of nothing now.
             self._update_virtual_size()
             self.scroll_to(0, 0, animate=False, immediate=True, force=True)
 
-    def _poll(self) -> None:
-        """One `os.stat`; index in a worker only when the file changed."""
+    def _poll(self, *, inline: bool = True) -> None:
+        """One `os.stat`; index only when the file changed: a small growth of a log
+        already indexed here (`inline`), else in a worker."""
         if self._index is None or self._path is None:
             return
         try:
@@ -341,7 +346,22 @@ class OutputView(ScrollView, can_focus=True):
             self._refresh_again = True  # the running worker may have missed this change
             return
         self._refresh_again = False
-        self._refresh_worker = self._index_worker(self._index)
+        index = self._index
+        if (
+            inline
+            and key is not None
+            and index.indexed_bytes
+            and 0 <= key[2] - index.indexed_bytes <= _INLINE_REFRESH_BYTES
+        ):
+            try:
+                result = index.refresh(_INLINE_REFRESH_BYTES)
+            except (OSError, ValueError):
+                pass  # the worker below meets it again and says so
+            else:
+                self._apply_refresh(index, result)
+                if not result.more:
+                    return
+        self._refresh_worker = self._index_worker(index)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="output-view-index")
     def _index_worker(self, index: LogIndex) -> None:
@@ -363,10 +383,11 @@ class OutputView(ScrollView, can_focus=True):
     @on(_Refreshed)
     def _on_refreshed(self, message: _Refreshed) -> None:
         message.stop()
-        index = message.index
+        self._apply_refresh(message.index, message.result)
+
+    def _apply_refresh(self, index: LogIndex, result: RefreshResult) -> None:
         if index is not self._index:
             return
-        result = message.result
         self._size_pending = False
         width = self._content_width()
         if result.reset:
