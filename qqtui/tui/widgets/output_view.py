@@ -2,8 +2,9 @@
 
 The file is never loaded: `LogIndex` keeps line offsets and reads the visible
 lines with `pread`; `sanitize_line` makes each one inert; rendered strips are
-cached per line. File growth is noticed by one `os.stat` every 0.1 s, and all
-indexing and searching happens in thread workers that post messages back.
+cached per line. File growth is noticed by one `os.stat` every 0.1 s; a small
+growth is indexed there and then, and larger indexing and all searching happen in
+thread workers that post messages back.
 """
 
 from __future__ import annotations
