@@ -155,6 +155,14 @@ def test_kill_tree_catches_escapees_and_outlasts_sigterm_ignorers(tmp_path: Path
     escapee_created = victims[1].create_time()
     wait_for(lambda: not is_alive(pids["escapee"], escapee_created), 10, what="the escapee to die")
     assert psutil.pid_exists(pids["stubborn"])  # ignored TERM, not yet killed
+    # The shim decides "leftovers" as it reaps the command: let it record the command's
+    # end before finish() kills the stubborn child, or it may find nothing left.
+    status = tmp_path / "status-1.json"
+    wait_for(
+        lambda: "finished_at" in json.loads(status.read_text() or "{}"),
+        10,
+        what="the shim to record the command's end",
+    )
     assert killer.finish() == []
     for proc in victims:
         assert not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE
