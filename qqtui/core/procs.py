@@ -661,7 +661,7 @@ class _Seen:
     cmdline_at: float
     info: ProcInfo | None = None  # the last one handed out
     rss: int = -1  # bytes, read from statm at `rss_at`, when its stat said `rss_mark`
-    rss_mark: tuple[bytes, ...] = ()
+    rss_mark: int = -1
     rss_at: float = 0.0
 
 
@@ -852,8 +852,9 @@ class ProcessTable:
                 seen.exec_mark, seen.cmdline, seen.cmdline_at = exec_mark, cmdline, cmdline_at
         else:
             seen = self._seen[key] = _Seen(ticks, now, exec_mark, cmdline, cmdline_at)
-        # utime, stime, minflt, majflt (proc(5) fields 14, 15, 10, 12).
-        rss_mark = (fields[11], fields[12], fields[7], fields[9])
+        # CPU ticks plus minor and major faults (proc(5) fields 10 and 12): all three only
+        # grow, so their sum stays the same exactly when none of them moved.
+        rss_mark = ticks + int(fields[7]) + int(fields[9])
         if (
             seen.rss_mark == rss_mark
             and state in _IDLE_STATES
