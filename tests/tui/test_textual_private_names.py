@@ -13,6 +13,7 @@ import re
 
 import pytest
 from textual._compositor import Compositor
+from textual._styles_cache import StylesCache
 from textual.app import App
 from textual.cache import LRUCache
 from textual.widget import Widget
@@ -32,6 +33,8 @@ CLASS_NAMES: dict[tuple[type, str], str] = {
     (DataTable, "_render_line"): "tui/widgets/table_base.py: LiveTable",
     (Compositor, "_get_renders"): "tui/perf/cropped_renders.py",
     (Compositor, "_render_chops"): "tui/perf/cropped_renders.py: what it feeds",
+    (StylesCache, "render_line"): "tui/perf/content_keyed_lines.py overrides it",
+    (StylesCache, "render_widget"): "tui/perf/content_keyed_lines.py: what calls it",
 }
 DATATABLE_ATTRIBUTES = [
     "_cell_render_cache",
@@ -65,6 +68,7 @@ def test_each_private_attribute_qqtui_reads_is_still_there() -> None:
     missing = [name for name in DATATABLE_ATTRIBUTES if not hasattr(table, name)]
     assert not missing, f"this Textual's DataTable has none of {missing} (LiveTable reads them)"
     assert hasattr(Compositor(), "_dirty_regions"), "Compositor._dirty_regions (tests) is gone"
+    assert isinstance(Widget()._styles_cache, StylesCache), "Widget._styles_cache is gone"
     slots = getattr(LRUCache, "__slots__", ())
     assert all(name in slots for name in LRU_SLOTS), f"LRUCache slots are now {slots}"
 
@@ -85,3 +89,12 @@ def test_every_private_textual_method_used_in_the_app_is_listed_here() -> None:
                 if owner is not None:
                     used.add((owner.__name__, name))
     assert used <= declared, f"declare these in CLASS_NAMES: {sorted(used - declared)}"
+
+
+def test_the_styles_cache_override_takes_the_stock_arguments() -> None:
+    """content_keyed_lines passes render_line's arguments through by position."""
+    from qqtui.tui.perf.content_keyed_lines import ContentKeyedStylesCache
+
+    stock = list(inspect.signature(StylesCache.render_line).parameters)
+    ours = list(inspect.signature(ContentKeyedStylesCache.render_line).parameters)
+    assert ours == stock, f"StylesCache.render_line now takes {stock}: port content_keyed_lines"

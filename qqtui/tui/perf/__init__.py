@@ -10,10 +10,11 @@ private name either relies on.
 
 from __future__ import annotations
 
-from qqtui.tui.perf import acyclic_caches, cropped_renders
+from qqtui.tui.perf import acyclic_caches, bar_repaints, cropped_renders
 
 
 def install() -> None:
     """Install every replacement, for the whole process (idempotent)."""
     acyclic_caches.install()
     cropped_renders.install()
+    bar_repaints.install()

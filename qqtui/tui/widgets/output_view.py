@@ -32,6 +32,7 @@ from textual.widgets import Input, Label
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from qqtui.core.logindex import LogIndex, RefreshResult
+from qqtui.tui.perf import content_keyed_lines
 from qqtui.tui.sanitize import sanitize_line
 
 POLL_SECONDS = 0.1
@@ -182,6 +183,8 @@ class OutputView(ScrollView, can_focus=True):
         disabled: bool = False,
     ) -> None:
         super().__init__(name=name, id=id, classes=classes, disabled=disabled)
+        # A scroll moves the same cached line strips to other rows: style each once.
+        content_keyed_lines.use_for(self)
         self.set_reactive(OutputView.follow, follow)
         self._path: Path | None = Path(path) if path is not None else None
         self._index: LogIndex | None = None
