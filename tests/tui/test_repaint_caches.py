@@ -12,7 +12,6 @@ from textual._styles_cache import StylesCache
 from textual.geometry import Region
 from textual.scrollbar import ScrollBar
 from textual.strip import Strip
-from textual.widget import Widget
 
 from qqtui.config import Settings
 from qqtui.core.launch import output_log_path
@@ -136,4 +135,3 @@ async def test_the_scroll_bar_paints_as_stock_textual_does_and_only_when_it_chan
         assert bar.render_lines(Region(0, 3, 1, 4)) == bar_repaints._stock_render_lines(
             bar, Region(0, 3, 1, 4)
         )
-        assert isinstance(bar, Widget)
