@@ -63,6 +63,7 @@ from _machine import code_state, machine_line, percentile, spread, update_readme
 from qqtui.config import default_db_url
 from qqtui.core.launch import output_log_path, submit_run
 from qqtui.core.records import RunRecord, Status
+from qqtui.core.runspec import RunSpec
 from qqtui.core.store import Store
 
 DATE = time.strftime("%Y-%m-%d")
@@ -74,7 +75,7 @@ def submit(store: Store, home: Path, argv: list[str], **kwargs: object) -> RunRe
     so they opt out of the working-directory lease where this qqtui has leases."""
     if "shared_workspace" in inspect.signature(submit_run).parameters:
         kwargs["shared_workspace"] = True
-    return submit_run(store, home, argv, **kwargs)  # type: ignore[arg-type]
+    return submit_run(store, home, RunSpec(argv, **kwargs))  # type: ignore[arg-type]
 
 
 SESSION = "20260101_000000_abcdef12"

@@ -47,6 +47,7 @@ from _machine import code_state, machine_line, percentile, spread, update_readme
 from qqtui.config import default_db_url
 from qqtui.core.launch import submit_run
 from qqtui.core.records import RunRecord, Status
+from qqtui.core.runspec import RunSpec
 from qqtui.core.store import Store
 
 SESSION = "20260101_000000_abcdef12"
@@ -59,7 +60,7 @@ def submit(store: Store, home: Path, argv: list[str], **kwargs: object) -> RunRe
     so they opt out of the working-directory lease where this qqtui has leases."""
     if "shared_workspace" in inspect.signature(submit_run).parameters:
         kwargs["shared_workspace"] = True
-    return submit_run(store, home, argv, **kwargs)  # type: ignore[arg-type]
+    return submit_run(store, home, RunSpec(argv, **kwargs))  # type: ignore[arg-type]
 
 
 def open_store(home: Path) -> Store:
@@ -71,7 +72,7 @@ def fill_queued(home: Path, n: int) -> float:
     store = open_store(home)
     t0 = time.perf_counter()
     for i in range(n):
-        store.add_run(argv=["true", str(i)], cwd="/", session_id=SESSION)
+        store.add_run(RunSpec(argv=["true", str(i)], cwd="/"), session_id=SESSION)
     rate = n / (time.perf_counter() - t0)
     store.close()
     return rate
@@ -336,10 +337,8 @@ def fill_mixed(home: Path, n: int) -> dict[str, int]:
     store = open_store(home)
     for i in range(n):
         store.add_run(
-            argv=["agent", "--task", f"task {i}"],
-            cwd="/",
+            RunSpec(argv=["agent", "--task", f"task {i}"], cwd="/", name=f"task-{i}"),
             session_id=SESSION,
-            name=f"task-{i}",
         )
     ends = [Status.SUCCEEDED] * 14 + [Status.FAILED] * 2 + [Status.CANCELLED, Status.TIMED_OUT]
     left_queued = set(range(1, n + 1, 20))

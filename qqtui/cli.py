@@ -212,9 +212,12 @@ def cli(ctx: click.Context, home: str | None, db: str | None) -> None:
 @click.option("--name", default="", help="A short name shown in the table.")
 @click.option("--agent", default="default", show_default=True, help="Agent the session belongs to.")
 @click.option("--cwd", metavar="DIR", help="Working directory (default: the current one).")
-@click.option("--timeout", type=Seconds(), metavar="S", help="Stop the run after S seconds.")
+@click.option(
+    "--timeout", "timeout_s", type=Seconds(), metavar="S", help="Stop the run after S seconds."
+)
 @click.option(
     "--hung-after",
+    "hung_after_s",
     type=Seconds(),
     metavar="S",
     help="Flag the run hung after S seconds without output or heartbeat (default 300).",
@@ -228,6 +231,7 @@ def cli(ctx: click.Context, home: str | None, db: str | None) -> None:
 )
 @click.option(
     "--retry-lost",
+    "retry_on_lost",
     is_flag=True,
     help="Also retry (counting against --retries) when the run's worker dies on another host.",
 )
@@ -276,56 +280,24 @@ def cli(ctx: click.Context, home: str | None, db: str | None) -> None:
 @pass_ctx
 def add(
     ctx: Context,
-    name: str,
-    agent: str,
-    cwd: str | None,
-    timeout: float | None,
-    hung_after: float | None,
-    retries: int,
-    retry_lost: bool,
-    session_id: str | None,
     env_pairs: Sequence[str],
-    shared_workspace: bool,
-    locks: Sequence[str],
-    paths: Sequence[str],
-    worktree: bool,
-    repo: str | None,
-    ref: str | None,
-    keep_worktree: bool,
     as_json: bool,
     command: Sequence[str],
+    **spec_options: Any,
 ) -> None:
     """Queue a command: qqtui add [OPTIONS] -- CMD [ARG...]
 
     Runs whose cwd is the same directory run one at a time unless --shared-workspace
     (or --paths) is given; --worktree gives a run a private checkout instead.
     """
+    # Every other option is named as a RunSpec field and goes into the spec as it is.
     from qqtui.core.launch import parse_env_pairs, submit_run
+    from qqtui.core.runspec import RunSpec
 
-    if not command and agent == "default":
+    if not command and spec_options["agent"] == "default":
         fail("empty command: give the command after --, e.g. qqtui add -- sleep 10")
-    env = parse_env_pairs(env_pairs)
-    run = submit_run(
-        ctx.store(),
-        ctx.settings.home,
-        list(command),
-        name=name,
-        agent=agent,
-        cwd=cwd,
-        timeout_s=timeout,
-        hung_after_s=hung_after,
-        retries=retries,
-        session_id=session_id,
-        env=env,
-        retry_on_lost=retry_lost,
-        shared_workspace=shared_workspace,
-        locks=locks,
-        paths=paths,
-        worktree=worktree,
-        repo=repo,
-        ref=ref,
-        keep_worktree=keep_worktree,
-    )
+    spec = RunSpec(argv=tuple(command), env=parse_env_pairs(env_pairs), **spec_options)
+    run = submit_run(ctx.store(), ctx.settings.home, spec)
     if as_json:
         print_json(run_json(run))
     else:

@@ -8,12 +8,14 @@ import math
 import os
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from qqtui.core import sessions, wakeup, workspaces
 from qqtui.core.leases import lease_set_for
 from qqtui.core.records import MAX_RETRIES, QqError, RunRecord
+from qqtui.core.runspec import DEFAULT_HUNG_AFTER_S, RunSpec
 from qqtui.core.store import Store
 
 ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -28,7 +30,6 @@ RESERVED_ENV = frozenset(
         "QQ_ARTIFACTS_DIR",
     }
 )
-DEFAULT_HUNG_AFTER_S = 300.0
 # A run whose worktree is being created is held this long at most: if the submitting
 # process dies meanwhile, the run becomes due and fails at spawn with a clear reason.
 WORKTREE_HOLD_S = 300.0
@@ -82,33 +83,18 @@ def _record_in_meta(session_path: Path, run: RunRecord) -> None:
 def submit_run(
     store: Store,
     home: Path,
-    argv: Sequence[str],
+    spec: RunSpec,
     *,
-    name: str = "",
-    agent: str = sessions.DEFAULT_AGENT,
-    cwd: str | None = None,
-    timeout_s: float | None = None,
-    hung_after_s: float | None = None,
-    retries: int = 0,
-    session_id: str | None = None,
-    env: Mapping[str, str] | None = None,
     actor: str = "cli",
-    retry_on_lost: bool = False,
     use_profile: bool = True,
-    shared_workspace: bool = False,
-    locks: Sequence[str] = (),
-    paths: Sequence[str] = (),
-    worktree: bool = False,
-    repo: str | None = None,
-    ref: str | None = None,
-    keep_worktree: bool = False,
     worktree_of: RunRecord | None = None,
 ) -> RunRecord:
-    """Validate, create (or reuse) the session directory, queue the run, wake workers.
+    """Validate `spec`, create (or reuse) the session directory, queue the run, wake
+    workers.
 
     With `use_profile`, the agent's profile from `<home>/config.toml` shapes the run:
-    its command template wraps `argv`, and its timeout, hung threshold and env are
-    the defaults that explicit values override.
+    its command template wraps the argv, and its timeout, hung threshold and env are
+    the defaults that the spec's own values override.
 
     Leases (leases.py): the run holds its cwd's directory unless `shared_workspace`
     or `paths` (which narrow the claim to those globs), plus each of `locks`.
@@ -118,65 +104,52 @@ def submit_run(
     """
     from qqtui.core.profiles import profile_for
 
-    cwd = os.path.abspath(cwd or os.getcwd())
-    sessions.validate_agent(agent)
-    if session_id is not None:
-        sessions.validate_session_id(session_id)
-        existing = _existing_session_agent(home, session_id)
-        if existing is not None and existing != agent:
-            agent = existing
-    sid = session_id or sessions.new_session_id()
+    spec = replace(spec, cwd=os.path.abspath(spec.cwd or os.getcwd()))
+    sessions.validate_agent(spec.agent)
+    if spec.session_id is not None:
+        sessions.validate_session_id(spec.session_id)
+        existing = _existing_session_agent(home, spec.session_id)
+        if existing is not None and existing != spec.agent:
+            spec = replace(spec, agent=existing)
+    sid = spec.session_id or sessions.new_session_id()
     if use_profile:
-        profile = profile_for(home, agent)
-        argv = profile.build_command(argv, home=home, session_id=sid)
-        if timeout_s is None:
-            timeout_s = profile.timeout
-        if hung_after_s is None:
-            hung_after_s = profile.hung_after
-        env = {**profile.env, **(env or {})}
-    if hung_after_s is None:
-        hung_after_s = DEFAULT_HUNG_AFTER_S
+        profile = profile_for(home, spec.agent)
+        spec = replace(
+            spec,
+            argv=tuple(profile.build_command(spec.argv, home=home, session_id=sid)),
+            timeout_s=profile.timeout if spec.timeout_s is None else spec.timeout_s,
+            hung_after_s=profile.hung_after if spec.hung_after_s is None else spec.hung_after_s,
+            env={**profile.env, **spec.env},
+        )
+    if spec.hung_after_s is None:
+        spec = replace(spec, hung_after_s=DEFAULT_HUNG_AFTER_S)
     if worktree_of is not None:
-        cwd, keep_worktree = _reattach(worktree_of), worktree_of.keep_worktree
-    _validate(argv, cwd, timeout_s, hung_after_s, retries)
-    if not worktree and (repo or ref or keep_worktree) and worktree_of is None:
+        spec = replace(spec, cwd=_reattach(worktree_of), keep_worktree=worktree_of.keep_worktree)
+    if not spec.name and spec.argv:
+        spec = replace(spec, name=os.path.basename(spec.argv[0]))
+    assert spec.cwd is not None and spec.hung_after_s is not None
+    _validate(spec.argv, spec.cwd, spec.timeout_s, spec.hung_after_s, spec.retries)
+    if not spec.worktree and (spec.repo or spec.ref or spec.keep_worktree) and worktree_of is None:
         raise QqError("--repo, --ref and --keep-worktree only apply with --worktree")
-    source = workspaces.resolve_source(repo, ref, cwd) if worktree else None
-    leases = lease_set_for(cwd, shared_workspace=shared_workspace, locks=locks, paths=paths)
-    session_path = sessions.create_session_dir(home, agent, sid)
+    source = workspaces.resolve_source(spec.repo, spec.ref, spec.cwd) if spec.worktree else None
+    leases = lease_set_for(
+        spec.cwd, shared_workspace=spec.shared_workspace, locks=spec.locks, paths=spec.paths
+    )
+    session_path = sessions.create_session_dir(home, spec.agent, sid)
     run = store.add_run(
-        argv=list(argv),
-        cwd=source.repo if source else cwd,
+        replace(spec, cwd=source.repo) if source else spec,
         session_id=sid,
-        name=name or os.path.basename(argv[0]),
-        agent=agent,
-        env=dict(env or {}),
-        timeout_s=timeout_s,
-        hung_after_s=hung_after_s,
-        max_retries=retries,
-        retry_on_lost=retry_on_lost,
         actor=actor,
         leases=None if source else leases,
-        worktree=worktree_of.worktree if worktree_of else None,
-        worktree_repo=worktree_of.worktree_repo if worktree_of else None,
-        worktree_branch=worktree_of.worktree_branch if worktree_of else None,
-        keep_worktree=keep_worktree,
+        worktree=worktree_of.checkout if worktree_of else None,
         hold_reason="preparing its git worktree" if source else None,
         hold_s=WORKTREE_HOLD_S,
     )
     if source is not None:
         try:
-            run = _prepare_worktree(
-                store,
-                home,
-                run,
-                source,
-                shared_workspace=shared_workspace,
-                locks=locks,
-                paths=paths,
-            )
+            run = _prepare_worktree(store, home, run, source, spec)
         except BaseException:
-            if session_id is None:
+            if spec.session_id is None:
                 # The session was made for this run alone: it must not outlive it empty.
                 with contextlib.suppress(OSError):
                     session_path.rmdir()
@@ -193,10 +166,7 @@ def _prepare_worktree(
     home: Path,
     run: RunRecord,
     source: workspaces.WorktreeSource,
-    *,
-    shared_workspace: bool,
-    locks: Sequence[str],
-    paths: Sequence[str],
+    spec: RunSpec,
 ) -> RunRecord:
     """Create the held run's worktree now that its id is known, then release it; on
     any failure the run is deleted again, so nothing half-made is left queued."""
@@ -206,7 +176,7 @@ def _prepare_worktree(
         workspaces.create_worktree(source, path, branch)
         # Globs and the workspace key are relative to the worktree, the run's cwd.
         leases = lease_set_for(
-            str(path), shared_workspace=shared_workspace, locks=locks, paths=paths
+            str(path), shared_workspace=spec.shared_workspace, locks=spec.locks, paths=spec.paths
         )
         return store.release_run(
             run.id,
@@ -258,25 +228,22 @@ def resume_session(
     profile = profile_for(home, info.agent)
     command = profile.build_resume(session_id, last_argv, home=home, args=list(args or ()))
     # The resumed run keeps what the session declared: its leases and its worktree.
-    return submit_run(
-        store,
-        home,
-        command,
+    spec = RunSpec(
+        argv=tuple(command),
         name=last.name if last else "",
         agent=info.agent,
         cwd=last.cwd if last else None,
+        env={**profile.env, **(last.env if last else {})},
         timeout_s=last.timeout_s if last else profile.timeout,
         hung_after_s=last.hung_after_s if last else profile.hung_after,
         retries=last.max_retries if last else 0,
         session_id=session_id,
-        env={**profile.env, **(last.env if last else {})},
-        actor=actor,
-        use_profile=False,
         shared_workspace=bool(last) and last.workspace is None and not last.paths,
-        locks=last.locks if last else (),
-        paths=last.paths if last else (),
-        worktree_of=last if last is not None and last.worktree else None,
+        locks=tuple(last.locks) if last else (),
+        paths=tuple(last.paths) if last else (),
     )
+    worktree_of = last if last is not None and last.worktree else None
+    return submit_run(store, home, spec, actor=actor, use_profile=False, worktree_of=worktree_of)
 
 
 def cancel_run(store: Store, run_id: int, grace_s: float = 10.0, actor: str = "cli") -> RunRecord:

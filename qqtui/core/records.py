@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from qqtui.core.errors import (  # re-exported: records is where callers look for them
     IllegalTransitionError,
@@ -37,6 +37,7 @@ __all__ = [
     "Status",
     "UpdateConflictError",
     "WorkerRecord",
+    "Worktree",
     "transition_allowed",
 ]
 
@@ -124,6 +125,14 @@ def _decode_json(value: Any, default: Any) -> Any:
     return value
 
 
+class Worktree(NamedTuple):
+    """A run's own git worktree: its path (the run's cwd), repository and branch."""
+
+    path: str
+    repo: str
+    branch: str
+
+
 @dataclass(frozen=True, slots=True)
 class RunRecord:
     """One run as it stands in the job table."""
@@ -193,6 +202,13 @@ class RunRecord:
     @property
     def is_active(self) -> bool:
         return self.status in (Status.QUEUED, Status.RUNNING)
+
+    @property
+    def checkout(self) -> Worktree | None:
+        """Its worktree, when it has one of its own."""
+        if self.worktree and self.worktree_repo and self.worktree_branch:
+            return Worktree(self.worktree, self.worktree_repo, self.worktree_branch)
+        return None
 
     def runtime_s(self, now: float | None = None) -> float | None:
         if self.started_at is None:

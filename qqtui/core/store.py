@@ -70,8 +70,10 @@ from qqtui.core.records import (
     Status,
     UpdateConflictError,
     WorkerRecord,
+    Worktree,
     transition_allowed,
 )
+from qqtui.core.runspec import DEFAULT_HUNG_AFTER_S, RunSpec
 
 __all__ = ["MAX_RACE_RETRIES", "OUTPUT_TAIL_BYTES", "Store", "StoreError", "make_engine"]
 
@@ -387,33 +389,25 @@ class Store:
 
     def add_run(
         self,
+        spec: RunSpec,
         *,
-        argv: Sequence[str],
-        cwd: str,
         session_id: str,
-        name: str = "",
-        agent: str = "default",
-        env: dict[str, str] | None = None,
-        timeout_s: float | None = None,
-        hung_after_s: float = 300.0,
-        max_retries: int = 0,
-        retry_on_lost: bool = False,
         actor: str | None = None,
         leases: LeaseSet | None = None,
-        worktree: str | None = None,
-        worktree_repo: str | None = None,
-        worktree_branch: str | None = None,
-        keep_worktree: bool = False,
+        worktree: Worktree | None = None,
         hold_reason: str | None = None,
         hold_s: float = 0.0,
     ) -> RunRecord:
-        """Insert a queued run and its creation event in one transaction.
+        """Insert a queued run of `spec` (its cwd resolved) and its creation event in one
+        transaction. `submit_run` (launch.py) resolves and validates the spec first.
 
-        With `hold_reason` the run is not claimable for `hold_s` seconds (or until
+        `worktree`: the run works in that existing worktree (resume). With
+        `hold_reason` the run is not claimable for `hold_s` seconds (or until
         `release_run`): the caller still prepares something the run needs (its
         worktree). If the caller dies meanwhile the hold lapses and the run fails at
         spawn with a clear reason instead of waiting forever.
         """
+        argv = spec.argv
         if not argv:
             raise QqError("empty command: give the command after --")
         leases = leases or LeaseSet()
@@ -423,18 +417,20 @@ class Store:
                 conn.execute(
                     runs_table.insert()
                     .values(
-                        name=name,
-                        agent=agent,
+                        name=spec.name,
+                        agent=spec.agent,
                         argv=list(argv),
-                        cwd=cwd,
-                        env=dict(env or {}),
+                        cwd=spec.cwd,
+                        env=dict(spec.env),
                         session_id=session_id,
                         status=str(Status.QUEUED),
                         attempt=1,
-                        max_retries=max_retries,
-                        retry_on_lost=retry_on_lost,
-                        timeout_s=timeout_s,
-                        hung_after_s=hung_after_s,
+                        max_retries=spec.retries,
+                        retry_on_lost=spec.retry_on_lost,
+                        timeout_s=spec.timeout_s,
+                        hung_after_s=(
+                            DEFAULT_HUNG_AFTER_S if spec.hung_after_s is None else spec.hung_after_s
+                        ),
                         created_at=now,
                         version=1,
                         hung=False,
@@ -445,10 +441,10 @@ class Store:
                         locks=sorted(leases.locks),
                         paths=list(leases.paths),
                         leased=not leases.empty,
-                        worktree=worktree,
-                        worktree_repo=worktree_repo,
-                        worktree_branch=worktree_branch,
-                        keep_worktree=keep_worktree,
+                        worktree=worktree.path if worktree else None,
+                        worktree_repo=worktree.repo if worktree else None,
+                        worktree_branch=worktree.branch if worktree else None,
+                        keep_worktree=spec.keep_worktree,
                         not_before=now + hold_s if hold_reason else None,
                         reason=hold_reason,
                     )

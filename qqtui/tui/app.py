@@ -10,21 +10,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from textual import events, on, work
+from textual import on, work
 from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.notifications import SeverityLevel
+from textual.signal import Signal
 from textual.worker import Worker, WorkerState
 
 from qqtui.config import Settings
 from qqtui.core import workerctl
 from qqtui.core.monitor import Alert, Monitor
-from qqtui.core.records import QqError, Status
+from qqtui.core.records import QqError
 from qqtui.core.snapshot import SnapshotError, database_error_text
 from qqtui.core.store import Store
 from qqtui.core.termtext import plain_field, plain_text
-from qqtui.tui import perf
 from qqtui.tui.commands import BindingCommands
 from qqtui.tui.messages import (
     IntentDone,
@@ -34,16 +34,15 @@ from qqtui.tui.messages import (
     PollFailed,
     RunsPolled,
 )
-from qqtui.tui.poller import InputGate, PollThread
+from qqtui.tui.perf.crash_capture import CrashCaptureApp
+from qqtui.tui.perf.input_first import InputFirstApp
+from qqtui.tui.poller import PollThread
 from qqtui.tui.screens.help import HelpScreen
 from qqtui.tui.screens.main import MainScreen
 from qqtui.tui.screens.sessions import SessionsScreen
 from qqtui.tui.widgets.run_table import RowBuilder
 
 POLL_INTERVAL_S = 1.0
-# Input that the poll thread steps aside for (see InputGate); not mouse moves, which
-# come in streams and need no answer on screen.
-_INPUT_EVENTS = (events.Key, events.MouseDown, events.MouseScrollDown, events.MouseScrollUp)
 # While the database is unreachable, polls back off exponentially from the poll
 # interval up to this, with jitter, so a restarted server is not met by every app at
 # once and a person still sees it come back within a few seconds.
@@ -67,7 +66,7 @@ def error_text(error: BaseException | None) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-class QqApp(App[int]):
+class QqApp(InputFirstApp, CrashCaptureApp, App[int]):
     """Mission control for parallel runs."""
 
     CSS_PATH = "qqtui.tcss"
@@ -102,9 +101,6 @@ class QqApp(App[int]):
         cwd: str | None = None,
         when_ready: Callable[[], None] | None = None,
     ) -> None:
-        # Before anything renders: a repaint's leftovers are then freed as it drops them,
-        # not by the collector stopping the loop (see qqtui.tui.perf).
-        perf.install()
         super().__init__()
         self._when_ready = when_ready
         self.settings = settings
@@ -115,25 +111,28 @@ class QqApp(App[int]):
         self.bell_on_alert = bell
         self.location = location or f"{settings.home}  ·  {settings.db_url}"
         self.default_cwd = cwd or str(Path.cwd())
-        # Closed while the app handles input; the poll thread waits at its checkpoints.
-        self._input_gate = InputGate()
         self.monitor = Monitor(
             settings.home,
             settings.db_url,
             clock,
             scan_processes,
             host=store.host,
-            checkpoint=self._input_gate.checkpoint,
+            checkpoint=self.input_gate.checkpoint,
         )
-        self.filter_query = ""
+        self._rows_query = ""
+        """The filter the shown rows match, as the main screen last asked (see show_rows)."""
         self._row_builder = RowBuilder()
         self._main = MainScreen()
         self.last_poll: RunsPolled | None = None
+        self.polls: Signal[RunsPolled] = Signal(self, "polls")
+        """Each poll as it is applied; screens subscribe (and read `last_poll` on mount)."""
+        self.outages: Signal[Outage | None] = Signal(self, "outages")
+        """The database is unreachable (again at each failed retry), or None: it is back."""
+        self.intents_done: Signal[IntentOutcome] = Signal(self, "intents-done")
+        """Each intent's outcome, after its toast (the main screen selects a new run)."""
         self._poller = PollThread(self._poll_once)
         self.outage: Outage | None = None
         """Set while polls cannot read the database; the main screen shows it."""
-        self.crash: str | None = None
-        """The traceback of the error that ended the app, if one did (for the crash file)."""
 
     @property
     def home(self) -> Path:
@@ -158,19 +157,6 @@ class QqApp(App[int]):
             markup=markup,
         )
 
-    def _handle_exception(self, error: Exception) -> None:
-        # Textual's hook for an unhandled error (it then exits with return code 1): keep
-        # the first traceback so the entry point can save it in the home.
-        if self.crash is None:
-            from qqtui.core.crashlog import format_crash
-
-            self.crash = format_crash(error)
-        super()._handle_exception(error)
-
-    @property
-    def main_screen(self) -> MainScreen:
-        return self._main
-
     def on_mount(self) -> None:
         self.push_screen(self._main)
         # An auto-started worker stays while an app of this home is open (see workerctl).
@@ -193,28 +179,23 @@ class QqApp(App[int]):
 
     # -- polling ------------------------------------------------------------------
 
+    def show_rows(self, query: str) -> None:
+        """Build the table's rows for runs matching `query` (the main screen's filter)
+        from now on, starting with a poll at once."""
+        self._rows_query = query
+        self.poll_now()
+
     def poll_now(self) -> None:
         """Poll at once (after an intent, or a filter change) instead of at the next tick;
         a poll in progress is never cancelled (the monitor has already diffed its state,
         so dropping its result would drop its alerts): this one follows it."""
         self._poller.request(0.0)
 
-    def post_message(self, message: Message) -> bool:
-        if isinstance(message, _INPUT_EVENTS):
-            self._input_gate.close()  # at once, from the driver's thread
-        return super().post_message(message)
-
-    async def on_event(self, event: events.Event) -> None:
-        await super().on_event(event)
-        if isinstance(event, _INPUT_EVENTS) and not self._input_gate.is_open:
-            # After the frame that shows the answer (or at once if nothing changed).
-            self.call_after_refresh(self._input_gate.open)
-
     def _poll_once(self) -> None:
         """One poll, on the poll thread: read core, build the table rows, post them."""
-        query = self.filter_query
+        query = self._rows_query
         message: Message
-        self._input_gate.start_poll()
+        self.input_gate.start_poll()
         try:
             result = self.monitor.poll()
             rows = self._row_builder.build(
@@ -224,7 +205,7 @@ class QqApp(App[int]):
                 result.now,
                 query,
                 result.progress,
-                checkpoint=self._input_gate.checkpoint,
+                checkpoint=self.input_gate.checkpoint,
             )
             message = RunsPolled(result, rows, query)
         except SnapshotError as exc:
@@ -256,8 +237,7 @@ class QqApp(App[int]):
             retry_in_s=delay,
         )
         try:
-            if self._main.ready:
-                self._main.show_outage(self.outage)
+            self.outages.publish(self.outage)
         finally:
             self._schedule_poll(delay)
 
@@ -275,20 +255,16 @@ class QqApp(App[int]):
     @on(RunsPolled)
     def _on_runs_polled(self, message: RunsPolled) -> None:
         self.last_poll = message
-        if message.query != self.filter_query:
+        if message.query != self._rows_query:
             self.poll_now()  # the filter changed while this poll ran
         try:
             if self.outage is not None:
                 self.outage = None
-                if self._main.ready:
-                    self._main.show_outage(None)
+                self.outages.publish(None)
                 self.notify("Database reachable again", title="Database", timeout=4)
             for alert in message.result.alerts:
                 self._notify_alert(alert)
-            # A poll can finish before the screen is composed (it shows last_poll
-            # when it mounts) or after it is gone at exit.
-            if self._main.ready:
-                self._main.show_poll(message)
+            self.polls.publish(message)
         finally:
             self._schedule_poll()
 
@@ -360,8 +336,7 @@ class QqApp(App[int]):
             timeout=6 if outcome.error else 4,
             markup=False,  # names, commands and error text are user input
         )
-        if outcome.run is not None and outcome.run.status is Status.QUEUED and self._main.ready:
-            self._main.select_when_shown(outcome.run.id)
+        self.intents_done.publish(outcome)
         self.poll_now()
 
     # -- app-wide actions ---------------------------------------------------------

@@ -3,45 +3,16 @@ the sample agents already queued)."""
 
 from __future__ import annotations
 
-import gc
 import os
 import sys
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from qqtui.config import Settings, default_db_url
-
-if TYPE_CHECKING:
-    from qqtui.tui.app import QqApp
+from qqtui.tui import perf
+from qqtui.tui.perf.interpreter import import_app, tune_interpreter
 
 BELL_ENV = "QQTUI_BELL"
-# Textual's own setting, read once when it is imported. A screen repaints on a timer of
-# this rate, and the frame after one that came off an idle timer waits one to two
-# periods: at 60 a key press landing just after a poll's repaint waited up to 33 ms
-# for its own; at 120, up to 17 (bench/README.md, "App"). Frames are drawn only when
-# something changed, so an idle app pays nothing for it; a flooding run's output view
-# costs ~1.4 points of a core more (6.7% -> 8.1%). The user's own value wins.
-FPS_ENV = "TEXTUAL_FPS"
-APP_FPS = 120
-
-
-def import_app() -> Callable[..., QqApp]:
-    """`make_app`, with Textual imported at APP_FPS unless the user set TEXTUAL_FPS.
-
-    The variable is only there while Textual reads it: the app starts the worker,
-    and the worker's runs inherit its environment.
-    """
-    if FPS_ENV in os.environ:
-        from qqtui.tui.app import make_app
-    else:
-        os.environ[FPS_ENV] = str(APP_FPS)
-        try:
-            from qqtui.tui.app import make_app
-        finally:
-            del os.environ[FPS_ENV]
-    return make_app
 
 
 def run_app(settings: Settings, *, bell: bool | None = None) -> int:
@@ -50,9 +21,12 @@ def run_app(settings: Settings, *, bell: bool | None = None) -> int:
     `bell` (default: env QQTUI_BELL=1) rings the terminal bell with each alert toast.
     """
     make_app = import_app()
+    # Textual's private code is replaced here, for this process only: tests that build
+    # an app get stock Textual unless they install it (tests/tui/conftest.py).
+    perf.install()
     if bell is None:
         bell = os.environ.get(BELL_ENV, "") in ("1", "true", "yes")
-    app = make_app(settings, bell=bell, when_ready=_tune_interpreter)
+    app = make_app(settings, bell=bell, when_ready=tune_interpreter)
     try:
         result = app.run()
     finally:
@@ -67,27 +41,6 @@ def run_app(settings: Settings, *, bell: bool | None = None) -> int:
     return int(result or 0)
 
 
-# How long a thread may hold the interpreter while another waits for it (Python's
-# default is 5 ms). The app's loop shares it with the poll thread, and Textual writes
-# each frame to the terminal from a thread of its own: with 5 ms, a frame that was
-# ready waited a median 1.9 ms (up to 5) for that thread to be let in, and a key that
-# arrived during a poll waited up to 5 ms at each turn of the loop. Threads only trade
-# turns this often while both have work, so an idle app pays nothing for it.
-SWITCH_INTERVAL_S = 0.0005
-
-
-def _tune_interpreter() -> None:
-    """Once the app is up: the objects alive now live as long as the app, so a full
-    collection need not walk them again, and young collections run less often. A
-    full collection of the startup heap (~130k objects) stopped the app, its
-    keys and its output for 100-200 ms every 20-30 s. Threads trade turns every
-    SWITCH_INTERVAL_S."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(10_000, 20, 50)
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
-
-
 def demo_settings(home: Path | None = None) -> Settings:
     """A fresh private home under the temp dir unless `home` is given."""
     if home is None:
@@ -100,6 +53,7 @@ def queue_demo_runs(settings: Settings) -> list[int]:
     the worker: a second `ensure_worker` here would race the first one's registration
     and start two."""
     from qqtui.core.launch import submit_run
+    from qqtui.core.runspec import RunSpec
     from qqtui.core.sessions import ensure_home
     from qqtui.core.store import Store
     from qqtui.demo.catalog import demo_runs
@@ -109,10 +63,8 @@ def queue_demo_runs(settings: Settings) -> list[int]:
     try:
         ids = []
         for demo in demo_runs():
-            run = submit_run(
-                store,
-                settings.home,
-                list(demo.argv),
+            spec = RunSpec(
+                argv=tuple(demo.argv),
                 name=demo.name,
                 agent=demo.agent,
                 cwd=str(settings.home),
@@ -121,8 +73,8 @@ def queue_demo_runs(settings: Settings) -> list[int]:
                 # The demo agents write only inside their session directories, so they
                 # may share the cwd; otherwise its lease would run them one at a time.
                 shared_workspace=True,
-                actor="demo",
             )
+            run = submit_run(store, settings.home, spec, actor="demo")
             ids.append(run.id)
         return ids
     finally:

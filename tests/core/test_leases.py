@@ -13,6 +13,7 @@ import pytest
 
 from qqtui.core.leases import LeaseSet, admit, conflict, globs_may_overlap, lease_set_for
 from qqtui.core.records import QqError, RunRecord, Status
+from qqtui.core.runspec import RunSpec
 from qqtui.core.store import Store
 
 SID = "20260101_000000_abcdef12"
@@ -103,7 +104,7 @@ def db_url(backend_db_url: str) -> str:
 
 
 def add(store: Store, leases: LeaseSet | None = None) -> RunRecord:
-    return store.add_run(argv=["true"], cwd="/", session_id=SID, leases=leases)
+    return store.add_run(RunSpec(argv=["true"], cwd="/"), session_id=SID, leases=leases)
 
 
 def test_claim_never_starts_conflicting_runs_and_says_why_they_wait(store: Store) -> None:

@@ -30,6 +30,7 @@ from sqlalchemy import make_url, text
 
 from qqtui.core.launch import submit_run
 from qqtui.core.records import Status
+from qqtui.core.runspec import RunSpec
 from qqtui.core.store import Store
 from qqtui.core.supervisor import DB_ERRORS, Supervisor, SupervisorConfig
 
@@ -91,7 +92,7 @@ def hosts(home: Path, pg_url: str) -> Iterator[HostWorkers]:
 
 def _bulk_add(store: Store, n: int) -> set[int]:
     return {
-        store.add_run(argv=["true"], cwd="/", session_id="20260101_000000_abcdef12").id
+        store.add_run(RunSpec(argv=["true"], cwd="/"), session_id="20260101_000000_abcdef12").id
         for _ in range(n)
     }
 
@@ -180,9 +181,11 @@ def test_real_workers_on_four_hosts_run_every_command_exactly_once(
         run = submit_run(
             pg_store,
             home,
-            ["sh", "-c", f'echo "$QQ_RUN_ID" >> {ledger}'],
-            session_id=sid,
-            shared_workspace=True,  # one directory, all in parallel
+            RunSpec(
+                ["sh", "-c", f'echo "$QQ_RUN_ID" >> {ledger}'],
+                session_id=sid,
+                shared_workspace=True,  # one directory, all in parallel
+            ),
         )
         sid = run.session_id
     procs = [
@@ -209,7 +212,7 @@ def test_logs_of_a_run_on_another_host_come_from_the_database(
         h.mkdir(mode=0o700)
     workers_a = HostWorkers(home_a, pg_url)
     try:
-        run = submit_run(pg_store, home_a, ["sh", "-c", "printf 'one\\ntwo\\nthree\\n'"])
+        run = submit_run(pg_store, home_a, RunSpec(["sh", "-c", "printf 'one\\ntwo\\nthree\\n'"]))
         assert workers_a.start("host-a", "-j", "1", "--until-idle").wait(timeout=60) == 0
     finally:
         workers_a.stop_all()
@@ -247,12 +250,16 @@ def test_dead_hosts_runs_are_rescued_after_the_horizon_and_never_signalled_by_an
     # These share one directory (the test's) and must run at once, on any host.
     shared = {"shared_workspace": True}
     talker = submit_run(
-        pg_store, home, ["sh", "-c", "echo hello-from-c; exec sleep 60"], name="talker", **shared
+        pg_store,
+        home,
+        RunSpec(["sh", "-c", "echo hello-from-c; exec sleep 60"], name="talker", **shared),
     )
     got = wait_for(lambda: (r := pg_store.get_run(talker.id)).pid and r.host == "host-c" and r, 30)
     assert got
-    doomed = submit_run(pg_store, home, ["sleep", "60"], name="doomed", **shared)
-    retried = submit_run(pg_store, home, ["sleep", "60"], name="retried", retries=1, **shared)
+    doomed = submit_run(pg_store, home, RunSpec(["sleep", "60"], name="doomed", **shared))
+    retried = submit_run(
+        pg_store, home, RunSpec(["sleep", "60"], name="retried", retries=1, **shared)
+    )
     with pg_store.engine.begin() as conn:  # --retry-lost, as `qqtui add` sets it
         conn.execute(text(f"UPDATE runs SET retry_on_lost = true WHERE id = {retried.id}"))
     host_a = hosts.start("host-a", "-j", "2", "--rescue-after", str(horizon))
@@ -334,7 +341,7 @@ def test_an_end_that_cannot_be_written_waits_in_memory_and_is_applied_on_reconne
     )
     try:
         sup.start()
-        run = submit_run(pg_store, home, ["/nonexistent/qqtui-test-command"])
+        run = submit_run(pg_store, home, RunSpec(["/nonexistent/qqtui-test-command"]))
         sup.tick()  # claims it and starts its shim, which will report the start error
         tracked = sup.tracked[run.id]
         assert tracked.spawned is not None
@@ -399,7 +406,7 @@ def test_server_restart_mid_run_loses_nothing(
         f'echo "$QQ_RUN_ID" >> {ledger}'
     )
     ids = [
-        submit_run(pg_store, home, ["sh", "-c", script], shared_workspace=True).id
+        submit_run(pg_store, home, RunSpec(["sh", "-c", script], shared_workspace=True)).id
         for _ in range(12)
     ]
     procs = [hosts.start(f"host-{h}", "-j", "3", "--until-idle") for h in range(2)]

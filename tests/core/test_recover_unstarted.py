@@ -13,6 +13,7 @@ import pytest
 from qqtui.core.launch import submit_run
 from qqtui.core.procs import boot_id
 from qqtui.core.records import Status
+from qqtui.core.runspec import RunSpec
 from qqtui.core.store import Store
 from qqtui.core.supervisor import Supervisor, SupervisorConfig
 
@@ -48,7 +49,7 @@ def test_unstarted_claim_of_a_dead_worker_is_requeued_and_then_runs(
     tmp_path: Path, home: Path, store: Store
 ) -> None:
     marker = tmp_path / "ran"
-    run = submit_run(store, home, ["sh", "-c", f"echo x >> {marker}"], retries=0)
+    run = submit_run(store, home, RunSpec(["sh", "-c", f"echo x >> {marker}"], retries=0))
     [claimed] = store.claim_runs(dead_worker(store))
     assert claimed.id == run.id and claimed.pid is None
 
@@ -83,7 +84,7 @@ def test_unstarted_claim_of_a_dead_worker_is_requeued_and_then_runs(
 def test_claim_with_a_recorded_pid_whose_process_is_gone_still_ends_lost(
     home: Path, store: Store
 ) -> None:
-    run = submit_run(store, home, ["true"], retries=0)
+    run = submit_run(store, home, RunSpec(["true"], retries=0))
     [claimed] = store.claim_runs(dead_worker(store))
     assert claimed.claim_token is not None
     gone = subprocess.Popen(["true"])

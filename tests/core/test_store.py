@@ -21,6 +21,7 @@ from qqtui.core.records import (
     UpdateConflictError,
     transition_allowed,
 )
+from qqtui.core.runspec import RunSpec
 from qqtui.core.snapshot import RunLine, Snapshot
 from qqtui.core.store import Store, StoreError
 
@@ -38,8 +39,9 @@ def sqlite_only(backend: str) -> None:
         pytest.skip("about the SQLite file itself")
 
 
-def add(store: Store, **kw: object) -> RunRecord:
-    return store.add_run(argv=["true"], cwd="/", session_id=SID, **kw)  # type: ignore[arg-type]
+def add(store: Store, leases: LeaseSet | None = None, **kw: object) -> RunRecord:
+    spec = RunSpec(argv=("true",), cwd="/", **kw)  # type: ignore[arg-type]
+    return store.add_run(spec, session_id=SID, leases=leases)
 
 
 def test_add_claim_finish_records_every_transition_with_its_event(store: Store) -> None:
@@ -149,7 +151,7 @@ def test_cancel_of_queued_run_ends_it_and_of_running_run_requests_it(store: Stor
 def test_retry_requeues_as_next_attempt_and_not_before_is_respected(store: Store) -> None:
     clock = [1000.0]
     timed = Store(store.engine, clock=lambda: clock[0])
-    run = add(timed, max_retries=2)
+    run = add(timed, retries=2)
     [claimed] = timed.claim_runs("w1")
     timed.requeue_for_retry(run.id, claimed.claim_token or "", not_before=1010.0, reason="exit 1")
     again = timed.get_run(run.id)
@@ -273,7 +275,7 @@ def test_rescue_ends_a_dead_workers_runs_and_never_a_heartbeating_ones(store: St
     host_a.register_worker(worker_id="wa", pid=1, pid_create_time=1.0, boot_id="boot-a")
     host_b.register_worker(worker_id="wb", pid=2, pid_create_time=2.0, boot_id="boot-b")
     plain = add(host_a)
-    retried = add(host_a, max_retries=1, retry_on_lost=True)
+    retried = add(host_a, retries=1, retry_on_lost=True)
     long_runner = add(host_b)
     assert len(host_a.claim_runs("wa", 2)) == 2
     assert len(host_b.claim_runs("wb", 1)) == 1

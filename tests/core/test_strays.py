@@ -13,6 +13,7 @@ import pytest
 
 from qqtui.core.procs import boot_id
 from qqtui.core.records import RunRecord, Status
+from qqtui.core.runspec import RunSpec
 from qqtui.core.store import Store
 from qqtui.core.strays import end_strays, find_strays
 
@@ -53,7 +54,7 @@ def current(store: Store):  # type: ignore[no-untyped-def]
 
 
 def add(store: Store) -> RunRecord:
-    return store.add_run(argv=["sleep", "60"], cwd="/", session_id=SID)
+    return store.add_run(RunSpec(argv=["sleep", "60"], cwd="/"), session_id=SID)
 
 
 def test_only_processes_of_ended_attempts_are_strays_and_they_are_ended(
@@ -130,7 +131,7 @@ def test_a_starting_worker_leaves_a_live_workers_just_ended_run_to_that_worker(
     store.finish_run(run.id, claimed.claim_token or "", Status.SUCCEEDED, reason="exit 0")
     leftover = tagged(procs, home, run.id, 1)
     workers.start()
-    probe = store.add_run(argv=["true"], cwd="/", session_id=SID)  # done once it ticks
+    probe = store.add_run(RunSpec(argv=["true"], cwd="/"), session_id=SID)  # done once it ticks
     wait_for(lambda: store.get_run(probe.id).status is Status.SUCCEEDED, 30, what="a tick")
     assert leftover.poll() is None
     assert not [e for e in store.events(run.id) if e.kind == "strays_stopped"]

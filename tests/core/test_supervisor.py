@@ -14,6 +14,7 @@ import psutil
 import pytest
 
 from qqtui.core.records import Status
+from qqtui.core.runspec import RunSpec
 from qqtui.core.snapshot import Snapshot
 
 from ..conftest import Workers, wait_for, wait_for_status
@@ -47,9 +48,11 @@ def test_many_workers_run_every_attempt_exactly_once(
         run = submit_run(
             store,
             home,
-            ["sh", "-c", f'echo "$QQ_RUN_ID" >> {ledger}'],
-            session_id=sid,
-            shared_workspace=True,  # one directory, all in parallel: the queue is measured
+            RunSpec(
+                ["sh", "-c", f'echo "$QQ_RUN_ID" >> {ledger}'],
+                session_id=sid,
+                shared_workspace=True,  # one directory, all in parallel: the queue is measured
+            ),
         )
         sid = run.session_id  # one session, so the test measures the queue, not mkdir
     procs = [workers.start("-j", "4", "--until-idle") for _ in range(8)]

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from qqtui.core.launch import submit_run
 from qqtui.core.records import Status
+from qqtui.core.runspec import RunSpec
 from qqtui.core.snapshot import Snapshot
 from qqtui.core.store import Store
 
@@ -268,9 +269,11 @@ def _queue_occupants(store: Store, home: Path, tmp_path: Path, log: Path) -> dic
         run = submit_run(
             store,
             home,
-            [sys.executable, "-c", OCCUPANT, str(log), str(RUN_S)],
-            cwd=str(own_dir if kind == "workspace" else shared_dir),
-            **declared,  # type: ignore[arg-type]
+            RunSpec(
+                [sys.executable, "-c", OCCUPANT, str(log), str(RUN_S)],
+                cwd=str(own_dir if kind == "workspace" else shared_dir),
+                **declared,  # type: ignore[arg-type]
+            ),
         )
         kinds[run.id] = kind
     return kinds

@@ -18,6 +18,7 @@ from qqtui.config import Settings
 from qqtui.core.records import Status
 from qqtui.core.snapshot import Snapshot
 from qqtui.core.store import Store
+from qqtui.tui import perf
 from tests.conftest import cli_env, kill_home_processes
 
 # Issue #13's random keys: every key of the brief but q (quit) and the letters that act
@@ -29,6 +30,14 @@ RANDOM_KEY_NAMES = {
     "f": "f", "slash": "/", "escape": "Escape",
     **{letter: letter for letter in "abeghjlmnopstuvwxz"},
 }  # fmt: skip
+
+
+@pytest.fixture
+def perf_installed() -> Iterator[None]:
+    """qqtui's replacements of Textual code, as `qqtui` installs them, for one test; an
+    app built without this runs on stock Textual (they must look the same)."""
+    with perf.installed():
+        yield
 
 
 @pytest.fixture

@@ -27,10 +27,7 @@ def strip() -> Strip:
     return Strip([Segment("ab", RED), Segment("cdé"), Segment("fg", RED)])
 
 
-@pytest.fixture(autouse=True)
-def installed() -> Iterator[None]:
-    acyclic_caches.install()
-    yield
+pytestmark = pytest.mark.usefixtures("perf_installed")
 
 
 @contextmanager

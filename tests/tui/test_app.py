@@ -20,6 +20,7 @@ from textual.widgets._footer import FooterKey
 from qqtui.config import Settings
 from qqtui.core.launch import output_log_path, submit_run
 from qqtui.core.records import Status
+from qqtui.core.runspec import RunSpec
 from qqtui.core.snapshot import Snapshot
 from qqtui.core.store import Store
 from qqtui.tui.app import QqApp, make_app
@@ -47,7 +48,7 @@ def app_for(settings: Settings, store: Store, **kwargs: object) -> QqApp:
 
 
 def add(store: Store, settings: Settings, *argv: str, **kwargs: object) -> int:
-    run = submit_run(store, settings.home, list(argv), cwd=str(settings.home), **kwargs)  # type: ignore[arg-type]
+    run = submit_run(store, settings.home, RunSpec(list(argv), cwd=str(settings.home), **kwargs))  # type: ignore[arg-type]
     return run.id
 
 
@@ -264,7 +265,7 @@ async def test_a_key_press_holds_polls_back_until_it_is_answered(
         for key in ("down", "up", "o"):
             await pilot.press(key)
         assert len(closed) >= 3  # a key the App forwards comes back to it as it bubbles
-        await wait_until(pilot, lambda: app._input_gate.is_open, what="the gate open again")
+        await wait_until(pilot, lambda: app.input_gate.is_open, what="the gate open again")
         seen = app.last_poll
         await wait_until(pilot, lambda: app.last_poll is not seen, what="a poll after the keys")
 

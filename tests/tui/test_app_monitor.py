@@ -8,6 +8,7 @@ from pathlib import Path
 from qqtui.config import Settings
 from qqtui.core.monitor import Monitor
 from qqtui.core.records import Status
+from qqtui.core.runspec import RunSpec
 from qqtui.core.store import Store
 from qqtui.tui.widgets import formatting as fmt
 from qqtui.tui.widgets.run_table import RowBuilder, matches_filter
@@ -16,7 +17,7 @@ SID = "20260101_120000_0000abcd"
 
 
 def _add(store: Store, name: str) -> int:
-    return store.add_run(argv=["echo", name], cwd="/", session_id=SID, name=name).id
+    return store.add_run(RunSpec(argv=["echo", name], cwd="/", name=name), session_id=SID).id
 
 
 def test_alerts_come_from_changes_between_polls(tui_settings: Settings, tui_store: Store) -> None:

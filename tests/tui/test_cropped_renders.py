@@ -20,6 +20,8 @@ from qqtui.tui.widgets.run_table import RunTable
 from tests.tui.conftest import select_run, wait_until
 from tests.tui.test_app import SIZE, add, app_for
 
+pytestmark = pytest.mark.usefixtures("perf_installed")
+
 
 def partial_update(
     compositor: Compositor, console: Console, regions: list[Region], *, stock: bool

@@ -8,6 +8,8 @@ from rich.console import Console
 
 from qqtui.config import Settings
 from qqtui.core.leases import LeaseSet
+from qqtui.core.records import Worktree
+from qqtui.core.runspec import RunSpec
 from qqtui.core.store import Store
 from qqtui.tui.widgets.details import details_table
 
@@ -24,14 +26,10 @@ def test_details_show_isolation_worktree_and_locks(
     tui_settings: Settings, tui_store: Store
 ) -> None:
     isolated = tui_store.add_run(
-        argv=["qq", "-m", "refactor"],
-        cwd="/srv/ws/7",
+        RunSpec(argv=["qq", "-m", "refactor"], cwd="/srv/ws/7", keep_worktree=True),
         session_id=SID,
         leases=LeaseSet(workspace="/srv/ws/7", locks=frozenset({"db", "[bold]x"})),
-        worktree="/srv/ws/7",
-        worktree_repo="/src/app",
-        worktree_branch="qqtui/1",
-        keep_worktree=True,
+        worktree=Worktree("/srv/ws/7", "/src/app", "qqtui/1"),
     )
     text = render(details_table(isolated, Path(tui_settings.home), isolated.created_at))
     lines = {
@@ -45,7 +43,7 @@ def test_details_show_isolation_worktree_and_locks(
     assert lines["Branch"] == "qqtui/1 of /src/app"
     assert lines["Command"] == "qq -m refactor"
 
-    shared = tui_store.add_run(argv=["true"], cwd="/tmp", session_id=SID)
+    shared = tui_store.add_run(RunSpec(argv=["true"], cwd="/tmp"), session_id=SID)
     text = render(details_table(shared, Path(tui_settings.home), shared.created_at))
     lines = {
         line.split()[0]: line.split(None, 1)[1].strip()

@@ -10,6 +10,7 @@ from rich.text import Text
 
 from qqtui.config import Settings
 from qqtui.core.launch import submit_run
+from qqtui.core.runspec import RunSpec
 from qqtui.core.store import Store
 from qqtui.tui.app import make_app
 from qqtui.tui.widgets.run_table import RunTable
@@ -37,10 +38,12 @@ async def test_a_hostile_name_and_progress_are_plain_in_the_table(
     submit_run(
         tui_store,
         tui_settings.home,
-        [sys.executable, "-c", script],
-        name=HOSTILE_NAME,
-        cwd=str(tui_settings.home),
-        shared_workspace=True,
+        RunSpec(
+            [sys.executable, "-c", script],
+            name=HOSTILE_NAME,
+            cwd=str(tui_settings.home),
+            shared_workspace=True,
+        ),
     )
     app = make_app(tui_settings, tui_store, start_worker=False, poll_interval=0.2)
     async with app.run_test(size=(160, 45)) as pilot:

@@ -6,10 +6,10 @@ import os
 import subprocess
 import sys
 
-from qqtui.tui.launch import APP_FPS, FPS_ENV
+from qqtui.tui.perf.interpreter import APP_FPS, FPS_ENV
 
 PROBE = (
-    "import os; from qqtui.tui.launch import import_app; import_app();"
+    "import os; from qqtui.tui.perf.interpreter import import_app; import_app();"
     " import textual.screen as s; print(round(1 / s.UPDATE_PERIOD), os.environ.get('TEXTUAL_FPS'))"
 )
 
@@ -34,8 +34,8 @@ def test_the_users_frame_rate_wins() -> None:
 
 
 TUNE_PROBE = (
-    "import gc, sys; from qqtui.tui.launch import SWITCH_INTERVAL_S, _tune_interpreter;"
-    " before = sys.getswitchinterval(); _tune_interpreter();"
+    "import gc, sys; from qqtui.tui.perf.interpreter import SWITCH_INTERVAL_S, tune_interpreter;"
+    " before = sys.getswitchinterval(); tune_interpreter();"
     " print(before, sys.getswitchinterval() == SWITCH_INTERVAL_S, gc.get_threshold()[0],"
     " gc.get_freeze_count() > 0)"
 )

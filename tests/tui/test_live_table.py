@@ -16,8 +16,8 @@ from textual.strip import Strip
 from textual.widgets import DataTable
 from textual.widgets.data_table import CellDoesNotExist
 
+from qqtui.tui.perf.live_table import LiveTable
 from qqtui.tui.widgets.output_view import OutputView
-from qqtui.tui.widgets.table_base import LiveTable
 
 SIZE = (80, 24)
 

@@ -20,6 +20,7 @@ from qqtui.config import Settings
 from qqtui.core.clock import ServerClock
 from qqtui.core.launch import submit_run
 from qqtui.core.records import Status
+from qqtui.core.runspec import RunSpec
 from qqtui.core.store import Store
 from qqtui.tui.app import QqApp, make_app
 from qqtui.tui.screens.confirm import ConfirmScreen
@@ -65,7 +66,9 @@ def on_host(store: Store, host: str) -> Store:
 
 def queue(store: Store, home: Path, *argv: str, name: str = "") -> int:
     # Shared workspace: runs in one directory would otherwise wait for each other.
-    return submit_run(store, home, list(argv), cwd=str(home), name=name, shared_workspace=True).id
+    return submit_run(
+        store, home, RunSpec(list(argv), cwd=str(home), name=name, shared_workspace=True)
+    ).id
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ import pytest
 
 from qqtui.config import Settings
 from qqtui.core.launch import submit_run
+from qqtui.core.runspec import RunSpec
 from qqtui.core.store import Store
 from qqtui.tui.app import QqApp, make_app
 from qqtui.tui.widgets.output_view import OutputView
@@ -21,6 +22,8 @@ from tests.tui.conftest import RANDOM_KEY_NAMES, select_run, wait_until
 SIZE = (160, 45)
 SEED = 13
 RANDOM_KEYS = list(RANDOM_KEY_NAMES)  # Pilot's names
+
+pytestmark = pytest.mark.usefixtures("perf_installed")
 
 
 def app_for(settings: Settings, store: Store) -> QqApp:
@@ -39,10 +42,8 @@ async def test_tab_up_down_on_a_finished_run_does_not_crash(
     tui_store: Store,
     qq: Callable[..., subprocess.CompletedProcess[str]],
 ) -> None:
-    run_id = submit_run(
-        tui_store, tui_settings.home, ["seq", "1", "200"], cwd=str(tui_settings.home),
-        shared_workspace=True,
-    ).id  # fmt: skip
+    spec = RunSpec(("seq", "1", "200"), cwd=str(tui_settings.home), shared_workspace=True)
+    run_id = submit_run(tui_store, tui_settings.home, spec).id
     qq("worker", "--until-idle", check=True)
     # The exact sequence on a freshly opened app. The crash came when the frame
     # that brought the animated Down (one line: 20 ms, about one 60 Hz frame) to the
@@ -87,10 +88,10 @@ async def test_random_keys_against_a_live_run_do_not_crash(
     tui_settings: Settings, tui_store: Store, live_worker: subprocess.Popen[bytes]
 ) -> None:
     ticker = "import time\nfor i in range(100000): print('tick', i, flush=True); time.sleep(0.005)"
-    run_id = submit_run(
-        tui_store, tui_settings.home, [sys.executable, "-c", ticker],
-        cwd=str(tui_settings.home), shared_workspace=True,
-    ).id  # fmt: skip
+    spec = RunSpec(
+        (sys.executable, "-c", ticker), cwd=str(tui_settings.home), shared_workspace=True
+    )
+    run_id = submit_run(tui_store, tui_settings.home, spec).id
     app = app_for(tui_settings, tui_store)
     rng = random.Random(SEED)
     async with app.run_test(size=SIZE) as pilot:

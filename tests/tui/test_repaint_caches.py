@@ -21,6 +21,8 @@ from qqtui.tui.widgets.output_view import OutputView
 from tests.tui.conftest import select_run, wait_until
 from tests.tui.test_app import SIZE, add, app_for
 
+pytestmark = pytest.mark.usefixtures("perf_installed")
+
 
 @contextmanager
 def counting(owner: type, name: str) -> Iterator[list[int]]:

@@ -15,6 +15,7 @@ from qqtui.config import Settings
 from qqtui.core import sessions
 from qqtui.core.launch import output_log_path
 from qqtui.core.records import Status
+from qqtui.core.runspec import RunSpec
 from qqtui.core.store import Store
 from qqtui.tui.app import QqApp
 from qqtui.tui.widgets.output_view import OutputView
@@ -83,7 +84,8 @@ def build_fixture(settings: Settings) -> dict[str, int]:
         _session(home, agent, sid, NOW - 3600 + offset * 60)
         clock.now = NOW - 3600 + offset * 60
         run = store.add_run(
-            argv=argv, cwd="/work/project", session_id=sid, name=name, agent=agent, hung_after_s=60
+            RunSpec(argv=argv, cwd="/work/project", name=name, agent=agent, hung_after_s=60),
+            session_id=sid,
         )
         ids[name] = run.id
     clock.now = NOW - 600

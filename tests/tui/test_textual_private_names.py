@@ -23,14 +23,14 @@ import qqtui.tui
 
 # (Textual class, private name): where qqtui uses it.
 CLASS_NAMES: dict[tuple[type, str], str] = {
-    (App, "_handle_exception"): "tui/app.py: QqApp keeps a crash's traceback",
-    (Widget, "_scroll_update"): "tui/widgets/output_view.py, table_base.py: scroll bars",
-    (DataTable, "_clear_caches"): "tui/widgets/table_base.py: LiveTable",
-    (DataTable, "_get_offsets"): "tui/widgets/table_base.py: LiveTable",
-    (DataTable, "_get_row_style"): "tui/widgets/table_base.py: LiveTable",
-    (DataTable, "_get_styles_to_render_cell"): "tui/widgets/table_base.py: LiveTable",
-    (DataTable, "_render_cell"): "tui/widgets/table_base.py: LiveTable",
-    (DataTable, "_render_line"): "tui/widgets/table_base.py: LiveTable",
+    (App, "_handle_exception"): "tui/perf/crash_capture.py: the app keeps a crash's traceback",
+    (Widget, "_scroll_update"): "tui/perf/scroll_only_growth.py: scroll bars without a layout",
+    (DataTable, "_clear_caches"): "tui/perf/live_table.py: LiveTable",
+    (DataTable, "_get_offsets"): "tui/perf/live_table.py: LiveTable",
+    (DataTable, "_get_row_style"): "tui/perf/live_table.py: LiveTable",
+    (DataTable, "_get_styles_to_render_cell"): "tui/perf/live_table.py: LiveTable",
+    (DataTable, "_render_cell"): "tui/perf/live_table.py: LiveTable",
+    (DataTable, "_render_line"): "tui/perf/live_table.py: LiveTable",
     (Compositor, "_get_renders"): "tui/perf/cropped_renders.py",
     (Compositor, "_render_chops"): "tui/perf/cropped_renders.py: what it feeds",
     (StylesCache, "render_line"): "tui/perf/content_keyed_lines.py overrides it",
@@ -49,7 +49,7 @@ DATATABLE_ATTRIBUTES = [
     "_row_renderable_cache",
     "_show_hover_cursor",
     "_update_count",
-]  # tui/widgets/table_base.py: LiveTable reads these
+]  # tui/perf/live_table.py: LiveTable reads these
 LRU_SLOTS = ("_cache", "_head")  # tui/perf/acyclic_caches.py unlinks the ring
 
 
@@ -74,9 +74,11 @@ def test_each_private_attribute_qqtui_reads_is_still_there() -> None:
 
 
 def test_every_private_textual_method_used_in_the_app_is_listed_here() -> None:
-    """A new override or call of a private Textual method must be declared above."""
+    """A new override or call of a private Textual method must be declared above, and
+    live under qqtui/tui/perf/."""
     declared = {(owner.__name__, name) for owner, name in CLASS_NAMES}
     used: set[tuple[str, str]] = set()
+    outside: set[str] = set()
     for info in pkgutil.walk_packages(qqtui.tui.__path__, "qqtui.tui."):
         module = importlib.import_module(info.name)
         for cls in vars(module).values():
@@ -88,7 +90,10 @@ def test_every_private_textual_method_used_in_the_app_is_listed_here() -> None:
                 owner = next((b for b in bases if name in vars(b)), None)
                 if owner is not None:
                     used.add((owner.__name__, name))
+                    if not info.name.startswith("qqtui.tui.perf."):
+                        outside.add(f"{info.name}.{cls.__name__} uses {owner.__name__}.{name}")
     assert used <= declared, f"declare these in CLASS_NAMES: {sorted(used - declared)}"
+    assert not outside, f"private Textual names belong in qqtui/tui/perf/: {sorted(outside)}"
 
 
 def test_the_styles_cache_override_takes_the_stock_arguments() -> None:

@@ -64,11 +64,13 @@ def _discard(self: LRUCache[Any, Any], key: Any) -> None:
         link.clear()
 
 
-def install() -> None:
-    """Replace the methods, for the whole process (idempotent)."""
-    Strip.divide = _divide  # type: ignore[method-assign]
-    Strip.crop_extend = _crop_extend  # type: ignore[method-assign]
+def patches() -> list[tuple[type, str, object]]:
+    """What `qqtui.tui.perf.install()` replaces: (class, attribute, replacement)."""
+    replaced: list[tuple[type, str, object]] = [
+        (Strip, "divide", _divide),
+        (Strip, "crop_extend", _crop_extend),
+    ]
     # Only the ring of [previous, next, key, value] lists that this unlinks.
     if "_head" in getattr(LRUCache, "__slots__", ()):
-        LRUCache.clear = _clear  # type: ignore[method-assign]
-        LRUCache.discard = _discard  # type: ignore[method-assign]
+        replaced += [(LRUCache, "clear", _clear), (LRUCache, "discard", _discard)]
+    return replaced

@@ -56,6 +56,6 @@ def _glyphs(renderable: ScrollBarRender, bar: ScrollBar) -> tuple[object, ...]:
     return tuple(segments.segments)
 
 
-def install() -> None:
-    """Replace the method, for the whole process (idempotent)."""
-    ScrollBar.render_lines = _render_lines  # type: ignore[method-assign]
+def patches() -> list[tuple[type, str, object]]:
+    """What `qqtui.tui.perf.install()` replaces: (class, attribute, replacement)."""
+    return [(ScrollBar, "render_lines", _render_lines)]

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING
 from rich.terminal_theme import DEFAULT_TERMINAL_THEME
 from textual._styles_cache import StylesCache
 
+from qqtui.tui import perf
+
 if TYPE_CHECKING:
     from rich.terminal_theme import TerminalTheme
     from textual.color import Color
@@ -177,5 +179,8 @@ def _content_rows(
 
 
 def use_for(widget: Widget) -> None:
-    """Give `widget` a content-keyed styles cache (before it first renders)."""
+    """Give `widget` a content-keyed styles cache (before it first renders), when
+    qqtui's replacements are installed (`qqtui.tui.perf.install`)."""
+    if not perf.is_installed():
+        return
     widget._styles_cache = ContentKeyedStylesCache()

@@ -46,6 +46,6 @@ def _cropped_renders(
         yield region, clip, lines
 
 
-def install() -> None:
-    """Replace the method, for the whole process (idempotent)."""
-    Compositor._get_renders = _get_renders  # type: ignore[method-assign]
+def patches() -> list[tuple[type, str, object]]:
+    """What `qqtui.tui.perf.install()` replaces: (class, attribute, replacement)."""
+    return [(Compositor, "_get_renders", _get_renders)]

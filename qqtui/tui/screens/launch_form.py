@@ -1,11 +1,10 @@
 """LaunchForm: the `n` dialog. Validates every field where it is typed and returns a
-LaunchRequest; the app submits it through core."""
+RunSpec; the app submits it through core."""
 
 from __future__ import annotations
 
 import os
 import shlex
-from dataclasses import dataclass
 from pathlib import Path
 
 from textual import on, work
@@ -15,23 +14,11 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, Select
 
-from qqtui.core.launch import DEFAULT_HUNG_AFTER_S
 from qqtui.core.records import QqError
+from qqtui.core.runspec import DEFAULT_HUNG_AFTER_S, RunSpec
 from qqtui.core.sessions import DEFAULT_AGENT, SessionInfo, list_sessions, validate_agent
 
 NEW_SESSION = "__new__"
-
-
-@dataclass(frozen=True, slots=True)
-class LaunchRequest:
-    argv: tuple[str, ...]
-    agent: str
-    name: str
-    cwd: str
-    timeout_s: float | None
-    hung_after_s: float
-    session_id: str | None
-    shared_workspace: bool = False
 
 
 def parse_seconds(text: str, *, required: bool) -> float | None:
@@ -50,7 +37,7 @@ def parse_seconds(text: str, *, required: bool) -> float | None:
     return value
 
 
-class LaunchForm(ModalScreen[LaunchRequest | None]):
+class LaunchForm(ModalScreen[RunSpec | None]):
     """Command line (shlex), agent, name, working directory, timeout, hung threshold, session."""
 
     BINDINGS: list[BindingType] = [
@@ -132,7 +119,7 @@ class LaunchForm(ModalScreen[LaunchRequest | None]):
         if key != "session":
             self.query_one(f"#launch-{key}", Input).set_class(bool(message), "-invalid")
 
-    def validate_form(self) -> LaunchRequest | None:
+    def validate_form(self) -> RunSpec | None:
         """Check every field, show each problem next to its field; None if any."""
         values = {
             key: self.query_one(f"#launch-{key}", Input).value
@@ -179,7 +166,7 @@ class LaunchForm(ModalScreen[LaunchRequest | None]):
         session_id = None if session in (NEW_SESSION, Select.BLANK) else str(session)
         if not ok:
             return None
-        return LaunchRequest(
+        return RunSpec(
             argv=tuple(argv),
             agent=agent,
             name=values["name"].strip(),

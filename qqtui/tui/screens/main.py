@@ -18,12 +18,13 @@ from textual.widgets import Footer, Input, Static
 from qqtui.core import launch
 from qqtui.core.monitor import RemoteOutput
 from qqtui.core.records import RunRecord, Status
+from qqtui.core.runspec import RunSpec
 from qqtui.core.snapshot import SnapshotError
 from qqtui.core.termtext import plain_field
 from qqtui.tui.messages import IntentOutcome, Outage, RemoteOutputLoaded, RunsPolled
 from qqtui.tui.screens.confirm import ConfirmScreen
 from qqtui.tui.screens.details import DetailsScreen
-from qqtui.tui.screens.launch_form import LaunchForm, LaunchRequest
+from qqtui.tui.screens.launch_form import LaunchForm
 from qqtui.tui.widgets.header import CountsHeader, clock_warning
 from qqtui.tui.widgets.output_view import OutputView
 from qqtui.tui.widgets.pid_tree import PidTree
@@ -140,6 +141,8 @@ class MainScreen(Screen[None]):
         self._selected: int | None = None
         self._pending_select: int | None = None
         self._mounted = False
+        self.filter_query = ""
+        """What the `/` box holds: the table shows the runs matching it."""
         # The keys that applied to the selected run when the Footer was last built.
         self._shown_actions: frozenset[str] = frozenset()
         # (run id, version) whose stored output tail was last asked for.
@@ -170,6 +173,10 @@ class MainScreen(Screen[None]):
         self.query_one(PidTree).border_title = "processes"
         self.query_one(RunTable).focus()
         self._mounted = True
+        # Immediate: a poll is shown in the same turn of the loop the app applies it in.
+        self.qq.polls.subscribe(self, self._on_poll, immediate=True)
+        self.qq.outages.subscribe(self, self._on_outage, immediate=True)
+        self.qq.intents_done.subscribe(self, self._on_intent_done, immediate=True)
         if self.qq.last_poll is not None:
             self.show_poll(self.qq.last_poll)
         if self.qq.outage is not None:
@@ -196,6 +203,20 @@ class MainScreen(Screen[None]):
         if poll is None or self._selected is None:
             return None
         return poll.result.runs.get(self._selected)
+
+    def _on_poll(self, message: RunsPolled) -> None:
+        # A poll can land after this screen's children are pruned, at exit.
+        if self.ready:
+            self.show_poll(message)
+
+    def _on_outage(self, outage: Outage | None) -> None:
+        if self.ready:
+            self.show_outage(outage)
+
+    def _on_intent_done(self, outcome: IntentOutcome) -> None:
+        # A run just queued (launched, resumed, retried) is selected once a poll shows it.
+        if outcome.run is not None and outcome.run.status is Status.QUEUED and self.ready:
+            self.select_when_shown(outcome.run.id)
 
     def show_poll(self, message: RunsPolled) -> None:
         """Apply one poll: table rows, counts, the selected run's tree and titles."""
@@ -369,26 +390,14 @@ class MainScreen(Screen[None]):
     def action_launch(self) -> None:
         self.app.push_screen(LaunchForm(self.qq.home, self.qq.default_cwd), self._launch)
 
-    def _launch(self, request: LaunchRequest | None) -> None:
+    def _launch(self, request: RunSpec | None) -> None:
         if request is None:
             return
         app = self.qq
         self.notify(f"Queueing {' '.join(request.argv)[:60]} …", timeout=2, markup=False)
 
         def submit() -> IntentOutcome:
-            run = launch.submit_run(
-                app.store,
-                app.home,
-                request.argv,
-                name=request.name,
-                agent=request.agent,
-                cwd=request.cwd,
-                timeout_s=request.timeout_s,
-                hung_after_s=request.hung_after_s,
-                session_id=request.session_id,
-                shared_workspace=request.shared_workspace,
-                actor="tui",
-            )
+            run = launch.submit_run(app.store, app.home, request, actor="tui")
             return IntentOutcome(
                 f"Queued run {run.id} ({plain_field(run.name)}) in session {run.session_id}", run
             )
@@ -529,8 +538,8 @@ class MainScreen(Screen[None]):
     @on(Input.Changed, "#filter")
     def _on_filter_changed(self, event: Input.Changed) -> None:
         event.stop()
-        self.qq.filter_query = event.value.strip()
-        self.qq.poll_now()
+        self.filter_query = event.value.strip()
+        self.qq.show_rows(self.filter_query)
 
     @on(Input.Submitted, "#filter")
     def _on_filter_submitted(self, event: Input.Submitted) -> None:

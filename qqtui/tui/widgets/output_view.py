@@ -33,6 +33,7 @@ from textual.worker import Worker, WorkerState, get_current_worker
 
 from qqtui.core.logindex import LogIndex, RefreshResult
 from qqtui.tui.perf import content_keyed_lines
+from qqtui.tui.perf.scroll_only_growth import ScrollOnlyGrowth
 from qqtui.tui.sanitize import sanitize_line
 
 POLL_SECONDS = 0.1
@@ -47,7 +48,7 @@ _SEARCH_MAX_MATCHES = 1_000_000
 _CACHE_LINES = 2000
 
 
-class OutputView(ScrollView, can_focus=True):
+class OutputView(ScrollOnlyGrowth, ScrollView, can_focus=True):
     """Shows one log file: live tail with follow mode, inert colours, search."""
 
     DEFAULT_CSS = """
@@ -116,14 +117,8 @@ class OutputView(ScrollView, can_focus=True):
     """Keep the last line in view as output arrives; off when scrolled up."""
     new_lines: reactive[int] = reactive(0, init=False)
     """Lines that arrived while follow was off."""
-    # The pane's size comes from the stylesheet, never from the log, so more lines need
-    # the scrollbar updated, not a layout: Widget's `virtual_size` asks for a layout of
-    # the whole screen, which re-rendered every widget (20-100 ms) for each line appended
-    # to the followed log and each time another run was selected.
-    virtual_size: reactive[Size] = reactive(Size(0, 0), layout=False)
-
-    def watch_virtual_size(self, size: Size) -> None:
-        self._scroll_update(size)
+    # Sized by the stylesheet in every screen, never by the log (see ScrollOnlyGrowth).
+    SIZE_FROM_STYLESHEET = True
 
     class FollowChanged(Message):
         """Follow mode was turned on or off (by scrolling, a key or code)."""

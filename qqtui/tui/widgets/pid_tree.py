@@ -10,8 +10,8 @@ from textual.binding import Binding, BindingType
 from textual.message import Message
 
 from qqtui.core.procs import ProcInfo, RunTree
+from qqtui.tui.perf.live_table import LiveTable
 from qqtui.tui.widgets import formatting as fmt
-from qqtui.tui.widgets.table_base import LiveTable
 
 _COLUMNS = (
     ("pid", "PID", 7),

@@ -23,8 +23,8 @@ from qqtui.core.monitor import Progress
 from qqtui.core.procs import RunTree
 from qqtui.core.records import RunRecord, Status
 from qqtui.core.termtext import plain_field
+from qqtui.tui.perf.live_table import LiveTable
 from qqtui.tui.widgets import formatting as fmt
-from qqtui.tui.widgets.table_base import LiveTable
 
 Cell = tuple[str, str]
 """Text and Rich style of one cell."""

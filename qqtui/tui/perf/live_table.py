@@ -19,8 +19,8 @@ is turned into segments here, not through Rich's padding and wrapping: the same
 segments for an eighth of the cost (22 against 181 µs a cell here). Everything else
 goes through DataTable.
 
-Also, a new row count is not a reason for a layout of the whole screen: see
-`watch_virtual_size`.
+Also, a new row count is not a reason for a layout of the whole screen (see
+scroll_only_growth).
 """
 
 from __future__ import annotations
@@ -33,11 +33,12 @@ from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 from textual.cache import LRUCache
-from textual.geometry import Region, Size
-from textual.reactive import Reactive
+from textual.geometry import Region
 from textual.strip import Strip
 from textual.widgets import DataTable
 from textual.widgets.data_table import CellDoesNotExist, ColumnKey, RowKey
+
+from qqtui.tui.perf.scroll_only_growth import ScrollOnlyGrowth
 
 _CELL_CACHE_SIZE = 10_000  # as DataTable's own cell cache
 _DEAD_CACHE_SIZE = 256  # rows (or cells) of a few screens
@@ -80,14 +81,8 @@ def _replace(cache: LRUCache[Any, Any], key: object, value: object) -> None:
     cache.set(key, value)
 
 
-class LiveTable(DataTable[Any]):
+class LiveTable(ScrollOnlyGrowth, DataTable[Any]):
     """A DataTable whose cells are replaced (never mutated in place) as data changes."""
-
-    # Widget's `virtual_size` asks for a layout of the whole screen whenever it changes,
-    # which re-arranges and re-renders every widget (20-100 ms here). A table sized by
-    # the stylesheet (`height: 1fr`) only needs its scrollbars updated when rows come or
-    # go; the watcher still asks for a layout when the size depends on the content.
-    virtual_size: Reactive[Size] = Reactive(Size(0, 0), layout=False)
 
     def __init__(self, **kwargs: Any) -> None:
         # Before DataTable's __init__, which may already clear caches.
@@ -130,17 +125,6 @@ class LiveTable(DataTable[Any]):
         if changed:
             self._update_count += 1  # what DataTable's own caches are keyed on
             self.refresh()
-
-    def watch_virtual_size(self, old: Size, new: Size) -> None:
-        styles = self.styles
-        width_follows = old.width != new.width and (styles.width is None or styles.width.is_auto)
-        height_follows = old.height != new.height and (
-            styles.height is None or styles.height.is_auto
-        )
-        if width_follows or height_follows:
-            self.refresh(layout=True)
-        else:
-            self._scroll_update(new)
 
     def render_lines(self, crop: Region) -> list[Strip]:
         # What every line of this frame shares is looked up once (the widget's style
