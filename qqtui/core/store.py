@@ -706,15 +706,6 @@ class Store:
             ).mappings()
         )
 
-    def next_due_at(self) -> float | None:
-        """When the earliest queued run becomes claimable (None: nothing queued)."""
-        with self._read() as conn:
-            return conn.execute(
-                select(func.min(func.coalesce(runs_table.c.not_before, 0.0))).where(
-                    runs_table.c.status == str(Status.QUEUED)
-                )
-            ).scalar_one_or_none()
-
     # -- owner writes (fenced by the claim token, no version bump: they carry no decision)
 
     def _owner_update(self, run_id: int, token: str, **values: Any) -> bool:
