@@ -14,7 +14,7 @@ from qqtui.core.records import (
     Status,
     UpdateConflictError,
 )
-from qqtui.core.store.transitions import ATTEMPT_FIELDS_RESET, MAX_RACE_RETRIES, TransitionsMixin
+from qqtui.core.store.transitions import MAX_RACE_RETRIES, TransitionsMixin
 
 
 class IntentsMixin(TransitionsMixin):
@@ -92,8 +92,11 @@ class IntentsMixin(TransitionsMixin):
             raise IllegalTransitionError(
                 f"run {run_id} is {current.status}; only finished runs can be retried"
             )
-        values = dict(ATTEMPT_FIELDS_RESET)
-        values.update(
+        return self._requeue(
+            run_id,
+            reason="retried by user",
+            expect=FINAL_STATUSES,
+            actor=actor,
             attempt=current.attempt + 1,
             not_before=None,
             started_at=None,
@@ -101,12 +104,4 @@ class IntentsMixin(TransitionsMixin):
             exit_code=None,
             signal=None,
             activity_at=None,
-        )
-        return self._transition(
-            run_id,
-            Status.QUEUED,
-            reason="retried by user",
-            values=values,
-            actor=actor,
-            expect=FINAL_STATUSES,
         )

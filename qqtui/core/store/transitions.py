@@ -263,22 +263,17 @@ class TransitionsMixin(StoreBase):
     ) -> RunRecord:
         """A failed attempt with retries left goes back to the queue as the next attempt."""
         current = self.get_run(run_id)
-        values = dict(ATTEMPT_FIELDS_RESET)
-        values.update(
+        return self._requeue(
+            run_id,
+            reason=reason,
+            expect=frozenset({Status.RUNNING}),
+            token=token,
+            actor=actor,
             attempt=current.attempt + 1,
             not_before=not_before,
             finished_at=None,
             exit_code=exit_code,
             signal=signal,
-        )
-        return self._transition(
-            run_id,
-            Status.QUEUED,
-            reason=reason,
-            values=values,
-            token=token,
-            actor=actor,
-            expect=frozenset({Status.RUNNING}),
         )
 
     def requeue_unstarted(
@@ -292,8 +287,12 @@ class TransitionsMixin(StoreBase):
             raise IllegalTransitionError(
                 f"run {run_id} has a recorded process; it did start, cannot requeue it unstarted"
             )
-        values = dict(ATTEMPT_FIELDS_RESET)
-        values.update(
+        return self._requeue(
+            run_id,
+            reason=reason,
+            expect=frozenset({Status.RUNNING}),
+            token=token,
+            actor=actor,
             not_before=None,
             started_at=None,
             finished_at=None,
@@ -301,14 +300,26 @@ class TransitionsMixin(StoreBase):
             exit_code=None,
             signal=None,
         )
+
+    def _requeue(
+        self,
+        run_id: int,
+        *,
+        reason: str,
+        expect: frozenset[Status],
+        token: str | None = None,
+        actor: str | None = None,
+        **values: Any,
+    ) -> RunRecord:
+        """Send a run back to the queue: the ended attempt's fields reset, then `values`."""
         return self._transition(
             run_id,
             Status.QUEUED,
             reason=reason,
-            values=values,
+            values={**ATTEMPT_FIELDS_RESET, **values},
             token=token,
             actor=actor,
-            expect=frozenset({Status.RUNNING}),
+            expect=expect,
         )
 
     def adopt_run(self, run_id: int, old_token: str | None, worker_id: str, reason: str) -> str:

@@ -129,15 +129,15 @@ class WorkersMixin(StoreBase):
         requeue = run.retry_on_lost and run.attempt <= run.max_retries
         values: dict[str, Any] = {"finished_at": now, "hung": False, "reason": lost_reason}
         if requeue:
-            values = dict(ATTEMPT_FIELDS_RESET)
-            values.update(
-                attempt=run.attempt + 1,
-                not_before=None,
-                finished_at=None,
-                exit_code=None,
-                signal=None,
-                reason=f"{lost_reason}; retry {run.attempt} of {run.max_retries}",
-            )
+            values = {
+                **ATTEMPT_FIELDS_RESET,
+                "attempt": run.attempt + 1,
+                "not_before": None,
+                "finished_at": None,
+                "exit_code": None,
+                "signal": None,
+                "reason": f"{lost_reason}; retry {run.attempt} of {run.max_retries}",
+            }
         with self._write() as conn:
             # Same token and still stale: a heartbeat or an adoption since our read wins.
             updated = (
@@ -160,25 +160,24 @@ class WorkersMixin(StoreBase):
             )
             if updated is None:
                 return None
-            self._event(
-                conn,
-                run.id,
-                "transition",
-                from_status=str(Status.RUNNING),
-                to_status=str(Status.LOST),
-                reason=lost_reason,
-                actor=rescuer,
-                at=now,
-            )
+            steps = [(Status.RUNNING, Status.LOST, lost_reason)]
             if requeue:
+                steps.append(
+                    (
+                        Status.LOST,
+                        Status.QUEUED,
+                        "requeued: the run allows retry on loss "
+                        f"(retry {run.attempt} of {run.max_retries})",
+                    )
+                )
+            for old, new, reason in steps:
                 self._event(
                     conn,
                     run.id,
                     "transition",
-                    from_status=str(Status.LOST),
-                    to_status=str(Status.QUEUED),
-                    reason=f"requeued: the run allows retry on loss "
-                    f"(retry {run.attempt} of {run.max_retries})",
+                    from_status=str(old),
+                    to_status=str(new),
+                    reason=reason,
                     actor=rescuer,
                     at=now,
                 )
