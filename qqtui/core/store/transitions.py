@@ -62,7 +62,7 @@ def _set_params(values: dict[str, Any]) -> dict[str, Any]:
 
 
 class TransitionsMixin(StoreBase):
-    """Optimistic, fenced writes of a run's state by the worker that owns it."""
+    """The owner's fenced writes, and the optimistic transition every status change takes."""
 
     # -- owner writes (fenced by the claim token, no version bump: they carry no decision)
 
