@@ -16,7 +16,7 @@ Three kinds of keys, each conflicting only with its own kind:
   disjoint (see `globs_may_overlap`). A pattern covers what it matches *and*
   everything beneath it, so `src/*` conflicts with `src/pkg/mod.py`.
 
-Stdlib only: the claim in store.py and the CLI both use it.
+Stdlib only: the claim in store/claim.py and the CLI both use it.
 """
 
 from __future__ import annotations

@@ -36,9 +36,6 @@ MONITOR_BUSY_TIMEOUT_S = 5.0
 
 # Statuses a person wants to hear about the moment a run reaches them.
 ALERT_STATUSES = frozenset({Status.FAILED, Status.TIMED_OUT, Status.LOST})
-# Only a running run changes without a version bump (its worker's pid, activity and
-# output writes); every other change is a transition, which bumps the version.
-_REREAD_ALWAYS = frozenset({str(Status.RUNNING)})
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,41 +238,11 @@ class Monitor:
         return self._skews
 
     def _read_runs(self) -> dict[int, RunRecord]:
-        """Every run, re-reading only those that may have changed.
-
-        Turning 10,000 rows into records costs about half a second; a finished run
-        only changes through a transition, which bumps its version. So each poll
-        reads (id, version, status) of all runs and the full rows of the running,
-        new and re-versioned ones. Unchanged records are the same objects as the
-        last poll, which lets the table skip them too.
-        """
-        if self._snapshot.path is None:
-            return {run.id: run for run in self._snapshot.runs()}
-        # The snapshot's query helper handles a missing file, busy timeouts and
-        # corrupt databases with clear errors; reuse it rather than repeat it.
-        query = self._snapshot._query
-        cached = self._runs
-        stale: list[int] = []
-        present: list[int] = []
-        for row in query("SELECT id, version, status FROM runs ORDER BY id"):
-            run_id = row["id"]
-            present.append(run_id)
-            old = cached.get(run_id)
-            if old is None or old.version != row["version"] or row["status"] in _REREAD_ALWAYS:
-                stale.append(run_id)
-        fresh: dict[int, RunRecord] = {}
-        for start in range(0, len(stale), 500):
-            chunk = stale[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            for row in query(f"SELECT * FROM runs WHERE id IN ({marks})", chunk):
-                fresh[row["id"]] = RunRecord.from_row(row)
-        runs = {}
-        for run_id in present:
-            run = fresh.get(run_id) or cached.get(run_id)
-            if run is not None:
-                runs[run_id] = run
-        self._runs = runs
-        return runs
+        """Every run, re-reading only those that may have changed (see
+        `Snapshot.runs_reusing`). Unchanged records are the same objects as the last
+        poll, which lets the table skip them too."""
+        self._runs = self._snapshot.runs_reusing(self._runs)
+        return self._runs
 
     def _record_cpu(self, trees: dict[int, RunTree]) -> None:
         for run_id, tree in trees.items():

@@ -2,7 +2,8 @@
 
 `qqtui ls` must answer in well under 300 ms on 10,000 runs, and importing
 SQLAlchemy alone costs about that. For SQLite the stdlib driver reads the same
-tables; any other database goes through the full store.
+tables (`SqliteSnapshot`); any other database goes through the full store
+(`StoreSnapshot`). `Snapshot(url)` picks one of the two, once.
 
 Every way a read can fail because of the database (a server that is down or
 restarting, a locked, unreadable or corrupt file) comes out as `SnapshotError`
@@ -15,7 +16,8 @@ from __future__ import annotations
 import sqlite3
 import sys
 import time
-from collections.abc import Callable, Iterable
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import closing
 from typing import Any, NamedTuple, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -116,24 +118,93 @@ class RunLine(NamedTuple):
 
 
 _RUN_LINE_SQL = f"SELECT {', '.join(RunLine._fields)} FROM runs"
+# Only a running run changes without a version bump (its worker's pid, activity and
+# output writes); every other change is a transition, which bumps the version.
+_REREAD_ALWAYS = frozenset({str(Status.RUNNING)})
 
 
-class Snapshot:
-    """Reads runs and events; cheap to construct, one connection per call.
+class Snapshot(ABC):
+    """Reads runs, events, workers and output tails; cheap to construct.
+
+    One contract, two readers, picked once when the snapshot is made (as `pathlib.Path`
+    picks its flavour): `Snapshot(url)` is a `SqliteSnapshot` for a SQLite URL, which
+    reads the file with the stdlib driver, and a `StoreSnapshot` for any other, which
+    reads through the store. Either raises `SnapshotError` for a database that cannot
+    be read.
 
     `busy_timeout_s` bounds how long a SQLite read waits for a lock: a live view
     would rather say "locked" after a few seconds than sit silent for thirty.
     """
 
+    def __new__(cls, db_url: str, *, busy_timeout_s: float = SQLITE_BUSY_TIMEOUT_S) -> Snapshot:
+        if cls is Snapshot:
+            cls = SqliteSnapshot if sqlite_path(db_url) is not None else StoreSnapshot
+        return super().__new__(cls)
+
     def __init__(self, db_url: str, *, busy_timeout_s: float = SQLITE_BUSY_TIMEOUT_S) -> None:
         self.db_url = db_url
-        self.path = sqlite_path(db_url)
         self.busy_timeout_s = busy_timeout_s
-        self._shared_store: Any = None
+
+    @abstractmethod
+    def runs(self, statuses: Iterable[Status] | None = None) -> list[RunRecord]:
+        """The runs in `statuses` (None: all), by id."""
+
+    @abstractmethod
+    def runs_reusing(self, cached: Mapping[int, RunRecord]) -> dict[int, RunRecord]:
+        """Every run by id, like `runs()`; a record in `cached` may be returned as is
+        (the same object) for a run that cannot have changed since it was read."""
+
+    @abstractmethod
+    def runs_json(self, statuses: Iterable[Status] | None = None) -> list[dict[str, Any]]:
+        """`[run.to_json() for run in self.runs(statuses)]`."""
+
+    @abstractmethod
+    def run_lines(
+        self, statuses: Iterable[Status] | None = None, hosts: Iterable[str] | None = None
+    ) -> list[RunLine]:
+        """The listing columns of the runs in `statuses` on `hosts` (None: all), by id."""
+
+    @abstractmethod
+    def run(self, run_id: int) -> RunRecord | None:
+        """One run (None: there is no such run)."""
+
+    @abstractmethod
+    def events(self, run_id: int) -> list[EventRecord]:
+        """A run's events, oldest first."""
+
+    @abstractmethod
+    def session_summaries(self) -> dict[str, tuple[int, str, int]]:
+        """session id -> (run count, status of its newest run, newest run id)."""
+
+    @abstractmethod
+    def workers(self, *, live_only: bool = False) -> list[WorkerRecord]:
+        """Registered workers, oldest first (`live_only`: not stopped)."""
+
+    @abstractmethod
+    def output_tail(self, run_id: int) -> OutputTail | None:
+        """The output tail a run's worker keeps in the database (None: there is none)."""
+
+    @abstractmethod
+    def server_time(self) -> float:
+        """Now by the clock the store decides by: the server's on PostgreSQL."""
+
+    @abstractmethod
+    def clock_skew_s(self) -> float | None:
+        """This host's wall clock minus the database server's (None: same clock)."""
+
+
+class SqliteSnapshot(Snapshot):
+    """Reads a SQLite file with the stdlib driver, one connection per call."""
+
+    def __init__(self, db_url: str, *, busy_timeout_s: float = SQLITE_BUSY_TIMEOUT_S) -> None:
+        super().__init__(db_url, busy_timeout_s=busy_timeout_s)
+        path = sqlite_path(db_url)
+        if path is None:
+            raise ValueError(f"not a SQLite URL: {safe_db_url(db_url)}")
+        self.path = path
 
     def _query(self, sql: str, params: Iterable[Any] = (), *, as_tuples: bool = False) -> list[Any]:
         """Rows of `sql` as dicts (`as_tuples`: the driver's tuples, in column order)."""
-        assert self.path is not None
         if not self.path.exists():
             folder = self.path.parent
             if not folder.is_dir():
@@ -171,12 +242,131 @@ class Snapshot:
             raise SnapshotError(f"cannot read database {self.path}: {text}") from exc
 
     def _has_tables(self) -> bool:
-        assert self.path is not None
         try:
             with closing(sqlite3.connect(self.path, timeout=self.busy_timeout_s)) as conn:
                 return conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] > 0
         except sqlite3.DatabaseError:
             return False
+
+    def runs(self, statuses: Iterable[Status] | None = None) -> list[RunRecord]:
+        wanted = [str(s) for s in statuses] if statuses is not None else None
+        sql = "SELECT * FROM runs"
+        params: list[Any] = []
+        if wanted is not None:
+            sql += f" WHERE status IN ({','.join('?' * len(wanted))})"
+            params = wanted
+        sql += " ORDER BY id"
+        return [RunRecord.from_row(r) for r in self._query(sql, params)]
+
+    def runs_reusing(self, cached: Mapping[int, RunRecord]) -> dict[int, RunRecord]:
+        """Turning 10,000 rows into records costs about half a second; a finished run
+        only changes through a transition, which bumps its version. So this reads
+        (id, version, status) of all runs and the full rows of the running, new and
+        re-versioned ones; the rest are the records of `cached`."""
+        stale: list[int] = []
+        present: list[int] = []
+        for row in self._query("SELECT id, version, status FROM runs ORDER BY id"):
+            run_id = row["id"]
+            present.append(run_id)
+            old = cached.get(run_id)
+            if old is None or old.version != row["version"] or row["status"] in _REREAD_ALWAYS:
+                stale.append(run_id)
+        fresh: dict[int, RunRecord] = {}
+        for start in range(0, len(stale), 500):
+            chunk = stale[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self._query(f"SELECT * FROM runs WHERE id IN ({marks})", chunk):
+                fresh[row["id"]] = RunRecord.from_row(row)
+        runs = {}
+        for run_id in present:
+            run = fresh.get(run_id) or cached.get(run_id)
+            if run is not None:
+                runs[run_id] = run
+        return runs
+
+    def runs_json(self, statuses: Iterable[Status] | None = None) -> list[dict[str, Any]]:
+        """Built straight from the rows, without a RunRecord per run."""
+        wanted = [str(s) for s in statuses] if statuses is not None else []
+        where = f" WHERE status IN ({','.join('?' * len(wanted))})" if statuses is not None else ""
+        sql = f"SELECT {', '.join(RUN_FIELDS)} FROM runs{where} ORDER BY id"
+        try:
+            rows = self._query(sql, wanted, as_tuples=True)
+        except SnapshotError as exc:
+            if "no such column" not in str(exc):
+                raise
+            # A file from before the newest columns, not yet migrated by a store.
+            return [run.to_json() for run in self.runs(statuses)]
+        return [RunRecord.json_of_values(row) for row in rows]
+
+    def run_lines(
+        self, statuses: Iterable[Status] | None = None, hosts: Iterable[str] | None = None
+    ) -> list[RunLine]:
+        wanted = [str(s) for s in statuses] if statuses is not None else None
+        on_hosts = sorted(set(hosts)) if hosts is not None else None
+        clauses: list[str] = []
+        params: list[Any] = []
+        for column, values in (("status", wanted), ("host", on_hosts)):
+            if values is not None:
+                clauses.append(f"{column} IN ({','.join('?' * len(values))})")
+                params += values
+        sql = _RUN_LINE_SQL + (f" WHERE {' AND '.join(clauses)}" if clauses else "")
+        by_value = {str(s): s for s in Status}
+        rows = self._query(sql + " ORDER BY id", params, as_tuples=True)
+        # Columns in RunLine's order; only the status and the three flags need decoding.
+        return [
+            RunLine(run_id, by_value[status], bool(hung), *middle, bool(cancel), bool(kill), host)
+            for run_id, status, hung, *middle, cancel, kill, host in rows
+        ]
+
+    def run(self, run_id: int) -> RunRecord | None:
+        rows = self._query("SELECT * FROM runs WHERE id = ?", [run_id])
+        return RunRecord.from_row(rows[0]) if rows else None
+
+    def events(self, run_id: int) -> list[EventRecord]:
+        rows = self._query("SELECT * FROM events WHERE run_id = ? ORDER BY id", [run_id])
+        return [EventRecord.from_row(r) for r in rows]
+
+    def session_summaries(self) -> dict[str, tuple[int, str, int]]:
+        rows = self._query(
+            "SELECT session_id, COUNT(*) AS n, MAX(id) AS last_id FROM runs GROUP BY session_id"
+        )
+        last_ids = [r["last_id"] for r in rows]
+        statuses: dict[int, str] = {}
+        for start in range(0, len(last_ids), 500):
+            chunk = last_ids[start : start + 500]
+            for r in self._query(
+                f"SELECT id, status FROM runs WHERE id IN ({','.join('?' * len(chunk))})", chunk
+            ):
+                statuses[r["id"]] = r["status"]
+        return {
+            r["session_id"]: (r["n"], statuses.get(r["last_id"], ""), r["last_id"]) for r in rows
+        }
+
+    def workers(self, *, live_only: bool = False) -> list[WorkerRecord]:
+        sql = "SELECT * FROM workers"
+        if live_only:
+            sql += " WHERE stopped_at IS NULL"
+        rows = self._query(sql + " ORDER BY started_at")
+        # A file made before schema 2 has no clock_skew_s column: no skew known.
+        return [WorkerRecord.from_row({"clock_skew_s": None, **row}) for row in rows]
+
+    def output_tail(self, run_id: int) -> OutputTail | None:
+        rows = self._query("SELECT * FROM run_outputs WHERE run_id = ?", [run_id])
+        return OutputTail.from_row(rows[0]) if rows else None
+
+    def server_time(self) -> float:
+        return time.time()
+
+    def clock_skew_s(self) -> float | None:
+        return None
+
+
+class StoreSnapshot(Snapshot):
+    """Reads any other database (PostgreSQL) through one store, opened on first use."""
+
+    def __init__(self, db_url: str, *, busy_timeout_s: float = SQLITE_BUSY_TIMEOUT_S) -> None:
+        super().__init__(db_url, busy_timeout_s=busy_timeout_s)
+        self._shared_store: Any = None
 
     def _store(self) -> Any:
         # One store (one pool) per snapshot: a TUI polling a server must not open and
@@ -206,124 +396,48 @@ class Snapshot:
             ) from exc
 
     def runs(self, statuses: Iterable[Status] | None = None) -> list[RunRecord]:
-        wanted = [str(s) for s in statuses] if statuses is not None else None
-        if self.path is None:
-            return self._from_store(lambda store: store.list_runs(statuses))
-        sql = "SELECT * FROM runs"
-        params: list[Any] = []
-        if wanted is not None:
-            sql += f" WHERE status IN ({','.join('?' * len(wanted))})"
-            params = wanted
-        sql += " ORDER BY id"
-        return [RunRecord.from_row(r) for r in self._query(sql, params)]
+        return self._from_store(lambda store: store.list_runs(statuses))
+
+    def runs_reusing(self, cached: Mapping[int, RunRecord]) -> dict[int, RunRecord]:
+        return {run.id: run for run in self.runs()}
 
     def runs_json(self, statuses: Iterable[Status] | None = None) -> list[dict[str, Any]]:
-        """`[run.to_json() for run in self.runs(statuses)]`, built straight from the rows."""
-        if self.path is None:
-            return [run.to_json() for run in self.runs(statuses)]
-        wanted = [str(s) for s in statuses] if statuses is not None else []
-        where = f" WHERE status IN ({','.join('?' * len(wanted))})" if statuses is not None else ""
-        sql = f"SELECT {', '.join(RUN_FIELDS)} FROM runs{where} ORDER BY id"
-        try:
-            rows = self._query(sql, wanted, as_tuples=True)
-        except SnapshotError as exc:
-            if "no such column" not in str(exc):
-                raise
-            # A file from before the newest columns, not yet migrated by a store.
-            return [run.to_json() for run in self.runs(statuses)]
-        return [RunRecord.json_of_values(row) for row in rows]
+        return [run.to_json() for run in self.runs(statuses)]
 
     def run_lines(
         self, statuses: Iterable[Status] | None = None, hosts: Iterable[str] | None = None
     ) -> list[RunLine]:
-        """The listing columns of the runs in `statuses` on `hosts` (None: all), by id."""
-        wanted = [str(s) for s in statuses] if statuses is not None else None
         on_hosts = sorted(set(hosts)) if hosts is not None else None
-        if self.path is None:
-            return [
-                RunLine.of(run)
-                for run in self.runs(statuses)
-                if on_hosts is None or run.host in on_hosts
-            ]
-        clauses: list[str] = []
-        params: list[Any] = []
-        for column, values in (("status", wanted), ("host", on_hosts)):
-            if values is not None:
-                clauses.append(f"{column} IN ({','.join('?' * len(values))})")
-                params += values
-        sql = _RUN_LINE_SQL + (f" WHERE {' AND '.join(clauses)}" if clauses else "")
-        by_value = {str(s): s for s in Status}
-        rows = self._query(sql + " ORDER BY id", params, as_tuples=True)
-        # Columns in RunLine's order; only the status and the three flags need decoding.
         return [
-            RunLine(run_id, by_value[status], bool(hung), *middle, bool(cancel), bool(kill), host)
-            for run_id, status, hung, *middle, cancel, kill, host in rows
+            RunLine.of(run)
+            for run in self.runs(statuses)
+            if on_hosts is None or run.host in on_hosts
         ]
 
     def run(self, run_id: int) -> RunRecord | None:
-        if self.path is None:
-            try:
-                return self._from_store(lambda store: store.get_run(run_id))
-            except NotFoundError:
-                return None
-        rows = self._query("SELECT * FROM runs WHERE id = ?", [run_id])
-        return RunRecord.from_row(rows[0]) if rows else None
+        try:
+            return self._from_store(lambda store: store.get_run(run_id))
+        except NotFoundError:
+            return None
 
     def events(self, run_id: int) -> list[EventRecord]:
-        if self.path is None:
-            return self._from_store(lambda store: store.events(run_id))
-        rows = self._query("SELECT * FROM events WHERE run_id = ? ORDER BY id", [run_id])
-        return [EventRecord.from_row(r) for r in rows]
+        return self._from_store(lambda store: store.events(run_id))
 
     def session_summaries(self) -> dict[str, tuple[int, str, int]]:
-        """session id -> (run count, status of its newest run, newest run id)."""
-        if self.path is None:
-            out: dict[str, tuple[int, str, int]] = {}
-            for run in self._from_store(lambda store: store.list_runs()):
-                count = out.get(run.session_id, (0, "", 0))[0] + 1
-                out[run.session_id] = (count, str(run.status), run.id)
-            return out
-        rows = self._query(
-            "SELECT session_id, COUNT(*) AS n, MAX(id) AS last_id FROM runs GROUP BY session_id"
-        )
-        last_ids = [r["last_id"] for r in rows]
-        statuses: dict[int, str] = {}
-        for start in range(0, len(last_ids), 500):
-            chunk = last_ids[start : start + 500]
-            for r in self._query(
-                f"SELECT id, status FROM runs WHERE id IN ({','.join('?' * len(chunk))})", chunk
-            ):
-                statuses[r["id"]] = r["status"]
-        return {
-            r["session_id"]: (r["n"], statuses.get(r["last_id"], ""), r["last_id"]) for r in rows
-        }
+        out: dict[str, tuple[int, str, int]] = {}
+        for run in self._from_store(lambda store: store.list_runs()):
+            count = out.get(run.session_id, (0, "", 0))[0] + 1
+            out[run.session_id] = (count, str(run.status), run.id)
+        return out
 
     def workers(self, *, live_only: bool = False) -> list[WorkerRecord]:
-        """Registered workers, oldest first (`live_only`: not stopped)."""
-        if self.path is None:
-            return self._from_store(lambda store: store.workers(live_only=live_only))
-        sql = "SELECT * FROM workers"
-        if live_only:
-            sql += " WHERE stopped_at IS NULL"
-        rows = self._query(sql + " ORDER BY started_at")
-        # A file made before schema 2 has no clock_skew_s column: no skew known.
-        return [WorkerRecord.from_row({"clock_skew_s": None, **row}) for row in rows]
+        return self._from_store(lambda store: store.workers(live_only=live_only))
 
     def output_tail(self, run_id: int) -> OutputTail | None:
-        """The output tail a run's worker keeps in the database (None: there is none)."""
-        if self.path is None:
-            return self._from_store(lambda store: store.output_tail(run_id))
-        rows = self._query("SELECT * FROM run_outputs WHERE run_id = ?", [run_id])
-        return OutputTail.from_row(rows[0]) if rows else None
+        return self._from_store(lambda store: store.output_tail(run_id))
 
     def server_time(self) -> float:
-        """Now by the clock the store decides by: the server's on PostgreSQL."""
-        if self.path is None:
-            return self._from_store(lambda store: store.server_time())
-        return time.time()
+        return self._from_store(lambda store: store.server_time())
 
     def clock_skew_s(self) -> float | None:
-        """This host's wall clock minus the database server's (None: same clock)."""
-        if self.path is None:
-            return self._from_store(lambda store: store.clock_skew_s)
-        return None
+        return self._from_store(lambda store: store.clock_skew_s)
