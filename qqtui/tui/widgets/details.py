@@ -12,7 +12,7 @@ from textual.widgets import Static
 
 from qqtui.core.launch import output_log_path, run_paths
 from qqtui.core.records import EventRecord, RunRecord
-from qqtui.tui.sanitize import strip_controls
+from qqtui.core.termtext import plain_line
 from qqtui.tui.widgets import formatting as fmt
 
 
@@ -24,7 +24,7 @@ def clock_time(at: float | None) -> str:
 
 def _safe(value: object) -> str:
     # argv, env and reasons come from users and programs: never let them move the cursor.
-    return strip_controls(str(value))
+    return plain_line(value)
 
 
 def details_table(run: RunRecord, home: Path, now: float) -> Table:

@@ -15,7 +15,7 @@ from textual.widgets import RichLog, Static
 
 from qqtui.core.monitor import RemoteOutput
 from qqtui.core.records import OutputTail
-from qqtui.tui.sanitize import sanitize_line
+from qqtui.tui.output_text import sanitize_line
 from qqtui.tui.widgets import formatting as fmt
 
 
