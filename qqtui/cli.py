@@ -20,27 +20,14 @@ import click
 
 from qqtui import __version__
 from qqtui.config import HOME_ENV, Settings, resolve_settings
-from qqtui.core.records import FINAL_STATUSES, MAX_RETRIES, QqError, RunRecord, Status
+from qqtui.core import presentation
+from qqtui.core.records import MAX_RETRIES, QqError, RunRecord, Status
 from qqtui.core.termtext import plain_field
-
-# The app's pure formatter (no Textual in that module): CLI and app say durations alike.
-from qqtui.tui.widgets.formatting import duration as human_duration
 
 if TYPE_CHECKING:
     from click.shell_completion import CompletionItem
 
-    from qqtui.core.snapshot import RunLine
     from qqtui.core.store import Store
-
-STATUS_ICONS = {
-    Status.QUEUED: "·",
-    Status.RUNNING: "▶",
-    Status.SUCCEEDED: "✔",
-    Status.FAILED: "✘",
-    Status.CANCELLED: "■",
-    Status.TIMED_OUT: "⧗",
-    Status.LOST: "?",
-}
 
 
 @dataclass
@@ -167,14 +154,9 @@ def complete_session_id(
     ][:200]
 
 
-def outcome(run: RunRecord | RunLine) -> str:
-    if run.status is Status.QUEUED and run.reason:
-        return run.reason
-    if run.status in FINAL_STATUSES or run.reason:
-        return run.reason or ""
-    if run.cancel_requested or run.kill_requested:
-        return "kill requested" if run.kill_requested else "cancel requested"
-    return ""
+def human_size(num_bytes: int) -> str:
+    """The CLI says sizes in IEC units (`1.5 MiB`); the app says them compactly (`1.5M`)."""
+    return presentation.size(num_bytes, presentation.IEC_UNITS)
 
 
 def run_json(run: RunRecord) -> dict[str, Any]:
@@ -371,16 +353,20 @@ def ls_cmd(ctx: Context, status: str | None, hosts: str | None, as_json: bool) -
         f"{'RUNTIME':>8} {'IDLE':>7}  OUTCOME"
     ]
     for r in runs:
-        state = f"{STATUS_ICONS[r.status]} {r.status.value}"
+        # The status's own name, as --status takes it, not the app's words.
+        state = f"{presentation.STATUS_ICONS[r.status]} {r.status.value}"
         if r.hung:
             state = "! hung"
-        idle = human_duration(now - r.activity_at) if r.activity_at and r.is_active else "-"
+        idle = "-"
+        if r.activity_at and r.is_active:
+            idle = presentation.duration(now - r.activity_at)
+        runtime = presentation.duration(r.runtime_s(now))
         # Names and outcomes are written by users and runs: one sanitised line each,
         # measured after sanitising so the columns stay where they are.
         lines.append(
             f"{r.id:>5}  {state:<11} {plain_field(r.name)[:20]:<20} "
             f"{plain_field(r.agent)[:10]:<10} {(r.pid or '-')!s:>7}  "
-            f"{human_duration(r.runtime_s(now)):>8} {idle:>7}  {plain_field(outcome(r))}"
+            f"{runtime:>8} {idle:>7}  {plain_field(presentation.outcome(r))}"
         )
     sys.stdout.write("\n".join(lines) + "\n")
 
@@ -434,7 +420,7 @@ def show(ctx: Context, run_id: str, as_json: bool) -> None:
         ("timeout", f"{run.timeout_s:g}s" if run.timeout_s else "-"),
         ("hung after", f"{run.hung_after_s:g}s"),
         ("exit", run.exit_code if run.exit_code is not None else "-"),
-        ("reason", outcome(run) or "-"),
+        ("reason", presentation.outcome(run) or "-"),
         ("holds", LeaseSet.of_row(run.to_json()).describe() or "- (shared workspace)"),
     ]
     if run.worktree:
@@ -784,7 +770,7 @@ def sessions_cmd(ctx: Context, agent: str | None, as_json: bool) -> None:
         click.echo(
             f"{plain_field(r['session_id']):<26} {plain_field(r['agent'])[:12]:<12} {r['runs']:>4}  "
             f"{(r['last_status'] or '-'):<10} {human_size(r['size_bytes']):>9}  "
-            f"{human_duration(now - r['created_at']) if r['created_at'] else '-'}"
+            f"{presentation.duration(now - r['created_at']) if r['created_at'] else '-'}"
         )
 
 
@@ -847,15 +833,6 @@ def worktrees_clean(ctx: Context, mode: str) -> None:
         click.echo(f"kept {line}", err=True)
     if not (result.removed or result.deleted_branches or result.kept):
         click.echo("nothing to clean", err=True)
-
-
-def human_size(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
 
 
 @cli.group(invoke_without_command=True)
