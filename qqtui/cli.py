@@ -11,7 +11,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -442,40 +442,13 @@ def show(ctx: Context, run_id: str, as_json: bool) -> None:
         click.echo(f"  {stamp}  {move:<22} {plain_field(e.reason or '')}  [{by}]")
 
 
-def _tail_offset(path: str, lines: int) -> int:
-    """Byte offset where the last `lines` lines start, reading backwards in blocks."""
-    size = os.path.getsize(path)
-    if lines <= 0:
-        return size
-    block = 65536
-    seen = 0
-    pos = size
-    with open(path, "rb") as fh:
-        # A trailing newline ends the last line; it does not start a new one.
-        fh.seek(max(0, size - 1))
-        if size and fh.read(1) == b"\n":
-            pos -= 1
-        while pos > 0:
-            start = max(0, pos - block)
-            fh.seek(start)
-            chunk = fh.read(pos - start)
-            idx = len(chunk)
-            while True:
-                idx = chunk.rfind(b"\n", 0, idx)
-                if idx < 0:
-                    break
-                seen += 1
-                if seen == lines:
-                    return start + idx + 1
-            pos = start
-    return 0
-
-
 def _remote_output(
-    ctx: Context, run: RunRecord, lines: int | None, follow: bool, emit: Any
+    ctx: Context, run: RunRecord, lines: int | None, follow: bool, emit: Callable[[bytes], None]
 ) -> bool:
     """A run on another host whose log this host cannot read: print the tail its
     worker keeps in the database (False: there is none, fall back to the file)."""
+    from qqtui.core.logfollow import follow_stored_tail
+
     store = ctx.store()
     stored = store.output_tail(run.id)
     if stored is None:
@@ -485,27 +458,15 @@ def _remote_output(
         f"{stored.log_path} (this is the last {len(stored.tail):,} of {stored.size:,} bytes)",
         err=True,
     )
-    data = stored.tail
-    if lines is not None:
-        cut = len(data)
-        for _ in range(lines + (1 if data.endswith(b"\n") else 0)):
-            cut = data.rfind(b"\n", 0, cut)
-            if cut < 0:
-                break
-        data = data[cut + 1 :] if cut >= 0 else data
-    emit(data)
-    shown = stored.size
-    while follow:
-        current = store.get_run(run.id)
-        time.sleep(1.0)  # workers store a run's tail at most once a second
-        newer = store.output_tail(run.id)
-        if newer is not None and newer.size > shown:
-            fresh = newer.size - shown
-            if fresh > len(newer.tail):
-                emit(f"\n[qqtui: {fresh - len(newer.tail):,} bytes not shown]\n".encode())
-            emit(newer.tail[-min(fresh, len(newer.tail)) :])
-            shown = newer.size
-        follow = not current.status.is_final
+    chunks = follow_stored_tail(
+        stored,
+        lines=lines,
+        follow=follow,
+        read_tail=lambda: store.output_tail(run.id),
+        run_ended=lambda: store.get_run(run.id).status.is_final,
+    )
+    for data in chunks:
+        emit(data)
     return True
 
 
@@ -519,6 +480,7 @@ def _remote_output(
 def logs(ctx: Context, run_id: str, follow: bool, tail: int | None) -> None:
     """Print a run's output (only colour sequences reach a terminal)."""
     from qqtui.core.launch import output_log_path
+    from qqtui.core.logfollow import follow_file, tail_offset
     from qqtui.core.termtext import keep_sgr_only
 
     run = _get_run(ctx, run_id)
@@ -539,43 +501,24 @@ def logs(ctx: Context, run_id: str, follow: bool, tail: int | None) -> None:
         if remote:
             return
     try:
-        offset = _tail_offset(path, tail) if tail is not None else 0
+        offset = tail_offset(path, tail) if tail is not None else 0
     except FileNotFoundError:
         if not follow:
             if run.status is Status.QUEUED:
                 fail(f"run {run.id} has not started yet; no output")
             return
         offset = 0
-    pending = b""
-    last_check = 0.0
-    while True:
-        try:
-            with open(path, "rb") as fh:
-                fh.seek(offset)
-                while chunk := fh.read(1 << 20):
-                    offset += len(chunk)
-                    data = pending + chunk
-                    # Only whole UTF-8 sequences go through the sanitiser.
-                    cut = len(data)
-                    if clean is not None:
-                        nl = data.rfind(b"\n")
-                        cut = nl + 1 if nl >= 0 and len(data) - nl < 4096 else len(data)
-                    emit(data[:cut])
-                    pending = data[cut:]
-        except FileNotFoundError:
-            pass
-        if not follow:
-            break
-        now = time.monotonic()
-        if now - last_check > 0.5:
-            last_check = now
-            current = ctx.snapshot().run(run.id)
-            if current is None or current.status.is_final:
-                follow = False  # one more read picks up the final bytes
-                continue
-        time.sleep(0.1)
-    if pending:
-        emit(pending)
+
+    def run_ended() -> bool:
+        current = ctx.snapshot().run(run.id)
+        return current is None or current.status.is_final
+
+    # Only whole UTF-8 sequences go through the sanitiser.
+    chunks = follow_file(
+        path, offset=offset, follow=follow, run_ended=run_ended, whole_lines=clean is not None
+    )
+    for data in chunks:
+        emit(data)
 
 
 @cli.command()
