@@ -91,13 +91,10 @@ def age(seconds: float | None) -> str:
     if seconds is None:
         return "-"
     seconds = max(0.0, seconds)
-    if seconds < 60:
-        return f"{int(seconds)}s"
-    if seconds < 3600:
-        return f"{int(seconds // 60)}m"
-    if seconds < 86400:
-        return f"{int(seconds // 3600)}h"
-    return f"{int(seconds // 86400)}d"
+    for unit, per in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= per:
+            return f"{int(seconds // per)}{unit}"
+    return f"{int(seconds)}s"
 
 
 def size(num_bytes: float | None, units: Sequence[str] = COMPACT_UNITS) -> str:

@@ -59,7 +59,8 @@ def test_duration(seconds: float | None, said: str) -> None:
 
 @pytest.mark.parametrize(
     ("seconds", "said"),
-    [(None, "-"), (-1, "0s"), (59.9, "59s"), (61, "1m"), (7300, "2h"), (5 * 86400, "5d")],
+    [(None, "-"), (-1, "0s"), (59.9, "59s"), (60, "1m"), (3599, "59m"), (3600, "1h"),
+     (86399, "23h"), (86400, "1d"), (5 * 86400, "5d")],
 )  # fmt: skip
 def test_age_is_coarse(seconds: float | None, said: str) -> None:
     assert presentation.age(seconds) == said
