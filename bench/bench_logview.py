@@ -35,7 +35,7 @@ from pathlib import Path
 from rich.console import Console
 
 from qqtui.core.logindex import LogIndex
-from qqtui.tui.sanitize import sanitize_line
+from qqtui.tui.output_text import sanitize_line
 
 SCREEN_LINES = 50
 GIB = 1024**3

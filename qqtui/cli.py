@@ -11,7 +11,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -20,27 +20,14 @@ import click
 
 from qqtui import __version__
 from qqtui.config import HOME_ENV, Settings, resolve_settings
-from qqtui.core.records import FINAL_STATUSES, MAX_RETRIES, QqError, RunRecord, Status
+from qqtui.core import presentation
+from qqtui.core.records import MAX_RETRIES, QqError, RunRecord, Status
 from qqtui.core.termtext import plain_field
-
-# The app's pure formatter (no Textual in that module): CLI and app say durations alike.
-from qqtui.tui.widgets.formatting import duration as human_duration
 
 if TYPE_CHECKING:
     from click.shell_completion import CompletionItem
 
-    from qqtui.core.snapshot import RunLine
     from qqtui.core.store import Store
-
-STATUS_ICONS = {
-    Status.QUEUED: "·",
-    Status.RUNNING: "▶",
-    Status.SUCCEEDED: "✔",
-    Status.FAILED: "✘",
-    Status.CANCELLED: "■",
-    Status.TIMED_OUT: "⧗",
-    Status.LOST: "?",
-}
 
 
 @dataclass
@@ -167,14 +154,9 @@ def complete_session_id(
     ][:200]
 
 
-def outcome(run: RunRecord | RunLine) -> str:
-    if run.status is Status.QUEUED and run.reason:
-        return run.reason
-    if run.status in FINAL_STATUSES or run.reason:
-        return run.reason or ""
-    if run.cancel_requested or run.kill_requested:
-        return "kill requested" if run.kill_requested else "cancel requested"
-    return ""
+def human_size(num_bytes: int) -> str:
+    """The CLI says sizes in IEC units (`1.5 MiB`); the app says them compactly (`1.5M`)."""
+    return presentation.size(num_bytes, presentation.IEC_UNITS)
 
 
 def run_json(run: RunRecord) -> dict[str, Any]:
@@ -343,16 +325,20 @@ def ls_cmd(ctx: Context, status: str | None, hosts: str | None, as_json: bool) -
         f"{'RUNTIME':>8} {'IDLE':>7}  OUTCOME"
     ]
     for r in runs:
-        state = f"{STATUS_ICONS[r.status]} {r.status.value}"
+        # The status's own name, as --status takes it, not the app's words.
+        state = f"{presentation.STATUS_ICONS[r.status]} {r.status.value}"
         if r.hung:
             state = "! hung"
-        idle = human_duration(now - r.activity_at) if r.activity_at and r.is_active else "-"
+        idle = "-"
+        if r.activity_at and r.is_active:
+            idle = presentation.duration(now - r.activity_at)
+        runtime = presentation.duration(r.runtime_s(now))
         # Names and outcomes are written by users and runs: one sanitised line each,
         # measured after sanitising so the columns stay where they are.
         lines.append(
             f"{r.id:>5}  {state:<11} {plain_field(r.name)[:20]:<20} "
             f"{plain_field(r.agent)[:10]:<10} {(r.pid or '-')!s:>7}  "
-            f"{human_duration(r.runtime_s(now)):>8} {idle:>7}  {plain_field(outcome(r))}"
+            f"{runtime:>8} {idle:>7}  {plain_field(presentation.outcome(r))}"
         )
     sys.stdout.write("\n".join(lines) + "\n")
 
@@ -406,7 +392,7 @@ def show(ctx: Context, run_id: str, as_json: bool) -> None:
         ("timeout", f"{run.timeout_s:g}s" if run.timeout_s else "-"),
         ("hung after", f"{run.hung_after_s:g}s"),
         ("exit", run.exit_code if run.exit_code is not None else "-"),
-        ("reason", outcome(run) or "-"),
+        ("reason", presentation.outcome(run) or "-"),
         ("holds", LeaseSet.of_row(run.to_json()).describe() or "- (shared workspace)"),
     ]
     if run.worktree:
@@ -428,40 +414,13 @@ def show(ctx: Context, run_id: str, as_json: bool) -> None:
         click.echo(f"  {stamp}  {move:<22} {plain_field(e.reason or '')}  [{by}]")
 
 
-def _tail_offset(path: str, lines: int) -> int:
-    """Byte offset where the last `lines` lines start, reading backwards in blocks."""
-    size = os.path.getsize(path)
-    if lines <= 0:
-        return size
-    block = 65536
-    seen = 0
-    pos = size
-    with open(path, "rb") as fh:
-        # A trailing newline ends the last line; it does not start a new one.
-        fh.seek(max(0, size - 1))
-        if size and fh.read(1) == b"\n":
-            pos -= 1
-        while pos > 0:
-            start = max(0, pos - block)
-            fh.seek(start)
-            chunk = fh.read(pos - start)
-            idx = len(chunk)
-            while True:
-                idx = chunk.rfind(b"\n", 0, idx)
-                if idx < 0:
-                    break
-                seen += 1
-                if seen == lines:
-                    return start + idx + 1
-            pos = start
-    return 0
-
-
 def _remote_output(
-    ctx: Context, run: RunRecord, lines: int | None, follow: bool, emit: Any
+    ctx: Context, run: RunRecord, lines: int | None, follow: bool, emit: Callable[[bytes], None]
 ) -> bool:
     """A run on another host whose log this host cannot read: print the tail its
     worker keeps in the database (False: there is none, fall back to the file)."""
+    from qqtui.core.logfollow import follow_stored_tail
+
     store = ctx.store()
     stored = store.output_tail(run.id)
     if stored is None:
@@ -471,27 +430,15 @@ def _remote_output(
         f"{stored.log_path} (this is the last {len(stored.tail):,} of {stored.size:,} bytes)",
         err=True,
     )
-    data = stored.tail
-    if lines is not None:
-        cut = len(data)
-        for _ in range(lines + (1 if data.endswith(b"\n") else 0)):
-            cut = data.rfind(b"\n", 0, cut)
-            if cut < 0:
-                break
-        data = data[cut + 1 :] if cut >= 0 else data
-    emit(data)
-    shown = stored.size
-    while follow:
-        current = store.get_run(run.id)
-        time.sleep(1.0)  # workers store a run's tail at most once a second
-        newer = store.output_tail(run.id)
-        if newer is not None and newer.size > shown:
-            fresh = newer.size - shown
-            if fresh > len(newer.tail):
-                emit(f"\n[qqtui: {fresh - len(newer.tail):,} bytes not shown]\n".encode())
-            emit(newer.tail[-min(fresh, len(newer.tail)) :])
-            shown = newer.size
-        follow = not current.status.is_final
+    chunks = follow_stored_tail(
+        stored,
+        lines=lines,
+        follow=follow,
+        read_tail=lambda: store.output_tail(run.id),
+        run_ended=lambda: store.get_run(run.id).status.is_final,
+    )
+    for data in chunks:
+        emit(data)
     return True
 
 
@@ -505,6 +452,7 @@ def _remote_output(
 def logs(ctx: Context, run_id: str, follow: bool, tail: int | None) -> None:
     """Print a run's output (only colour sequences reach a terminal)."""
     from qqtui.core.launch import output_log_path
+    from qqtui.core.logfollow import follow_file, tail_offset
     from qqtui.core.termtext import keep_sgr_only
 
     run = _get_run(ctx, run_id)
@@ -525,43 +473,24 @@ def logs(ctx: Context, run_id: str, follow: bool, tail: int | None) -> None:
         if remote:
             return
     try:
-        offset = _tail_offset(path, tail) if tail is not None else 0
+        offset = tail_offset(path, tail) if tail is not None else 0
     except FileNotFoundError:
         if not follow:
             if run.status is Status.QUEUED:
                 fail(f"run {run.id} has not started yet; no output")
             return
         offset = 0
-    pending = b""
-    last_check = 0.0
-    while True:
-        try:
-            with open(path, "rb") as fh:
-                fh.seek(offset)
-                while chunk := fh.read(1 << 20):
-                    offset += len(chunk)
-                    data = pending + chunk
-                    # Only whole UTF-8 sequences go through the sanitiser.
-                    cut = len(data)
-                    if clean is not None:
-                        nl = data.rfind(b"\n")
-                        cut = nl + 1 if nl >= 0 and len(data) - nl < 4096 else len(data)
-                    emit(data[:cut])
-                    pending = data[cut:]
-        except FileNotFoundError:
-            pass
-        if not follow:
-            break
-        now = time.monotonic()
-        if now - last_check > 0.5:
-            last_check = now
-            current = ctx.snapshot().run(run.id)
-            if current is None or current.status.is_final:
-                follow = False  # one more read picks up the final bytes
-                continue
-        time.sleep(0.1)
-    if pending:
-        emit(pending)
+
+    def run_ended() -> bool:
+        current = ctx.snapshot().run(run.id)
+        return current is None or current.status.is_final
+
+    # Only whole UTF-8 sequences go through the sanitiser.
+    chunks = follow_file(
+        path, offset=offset, follow=follow, run_ended=run_ended, whole_lines=clean is not None
+    )
+    for data in chunks:
+        emit(data)
 
 
 @cli.command()
@@ -756,7 +685,7 @@ def sessions_cmd(ctx: Context, agent: str | None, as_json: bool) -> None:
         click.echo(
             f"{plain_field(r['session_id']):<26} {plain_field(r['agent'])[:12]:<12} {r['runs']:>4}  "
             f"{(r['last_status'] or '-'):<10} {human_size(r['size_bytes']):>9}  "
-            f"{human_duration(now - r['created_at']) if r['created_at'] else '-'}"
+            f"{presentation.duration(now - r['created_at']) if r['created_at'] else '-'}"
         )
 
 
@@ -819,15 +748,6 @@ def worktrees_clean(ctx: Context, mode: str) -> None:
         click.echo(f"kept {line}", err=True)
     if not (result.removed or result.deleted_branches or result.kept):
         click.echo("nothing to clean", err=True)
-
-
-def human_size(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
 
 
 @cli.group(invoke_without_command=True)

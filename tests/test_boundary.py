@@ -44,3 +44,18 @@ def test_app_never_runs_sql_or_signals_processes() -> None:
 def test_shim_is_stdlib_only() -> None:
     text = (PKG / "core" / "runshim.py").read_text()
     assert not re.search(r"^\s*(from|import)\s+(qqtui|psutil|sqlalchemy)", text, re.M)
+
+
+def test_cli_imports_the_app_only_to_open_it() -> None:
+    code = (
+        "import sys, qqtui.cli\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'rich') or m.startswith('qqtui.tui'))\n"
+        "print(bad)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    # Its words come from core (qqtui.core.presentation); only launching needs the app.
+    named = re.findall(
+        r"^\s*(?:from|import)\s+(qqtui\.tui[\w.]*)", (PKG / "cli.py").read_text(), re.M
+    )
+    assert set(named) == {"qqtui.tui.launch"}

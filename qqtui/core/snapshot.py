@@ -98,6 +98,7 @@ class RunLine(NamedTuple):
     finished_at: float | None
     activity_at: float | None
     reason: str | None
+    exit_code: int | None  # the outcome of an ended run with no reason
     cancel_requested: bool
     kill_requested: bool
     host: str | None

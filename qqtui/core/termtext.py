@@ -6,7 +6,9 @@ sequence goes: titles (OSC 0/2, and screen's `ESC k ... ESC \\`), clipboard writ
 (OSC 52), hyperlinks (OSC 8), cursor moves, screen clears, device queries, DCS/APC/PM/SOS
 strings, C1 controls, resets, and the bidi overrides that make a line read other than
 it is (U+202A-U+202E, U+2066-U+2069). A one-line field (`plain_field`) keeps no
-escape at all and no line break, so it cannot shift a table's columns.
+escape at all and no line break, so it cannot shift a table's columns; `plain_line`
+drops line breaks but keeps tabs, for a cell that folds long values itself.
+The app turns what `keep_sgr_only` keeps into Rich styles (`qqtui.tui.output_text`).
 """
 
 from __future__ import annotations
@@ -67,3 +69,9 @@ def plain_field(value: object) -> str:
     if "\n" in text or "\t" in text:
         return text.replace("\n", " ").replace("\t", " ")
     return text
+
+
+def plain_line(value: object) -> str:
+    """Untrusted text as one line: no escape of any kind, line breaks dropped, tabs kept."""
+    text = plain_text(value)
+    return text.replace("\n", "") if "\n" in text else text

@@ -19,12 +19,12 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
-from qqtui.core import launch
+from qqtui.core import launch, presentation
 from qqtui.core.profiles import migrate_all_legacy_histories
 from qqtui.core.records import Status
 from qqtui.core.sessions import OUTPUT_LOG, SessionError, SessionInfo, list_sessions, read_json
+from qqtui.core.termtext import plain_text
 from qqtui.tui.messages import IntentOutcome
-from qqtui.tui.sanitize import strip_controls
 from qqtui.tui.widgets import formatting as fmt
 from qqtui.tui.widgets.output_view import OutputView
 
@@ -145,14 +145,14 @@ class SessionsScreen(Screen[None]):
                 status_cell: Text | str = "-"
                 if row.last_status:
                     status = Status(row.last_status)
-                    status_cell = Text(fmt.status_label(status), style=fmt.STATUS_STYLES[status])
+                    status_cell = fmt.status_text(status)
                 table.add_row(
                     Text(agent, style="bold"),
                     row.info.session_id,
                     str(row.runs),
                     status_cell,
-                    fmt.size(row.info.size_bytes),
-                    fmt.age(now - row.info.created_at) if row.info.created_at else "-",
+                    presentation.size(row.info.size_bytes),
+                    presentation.age(now - row.info.created_at) if row.info.created_at else "-",
                     key=f"{row.info.agent}/{row.info.session_id}",
                 )
         table.border_title = f"sessions  {len(rows)}"
@@ -225,11 +225,11 @@ def render_history(path: Path) -> RenderableType:
     pairs = conversation(data)
     if pairs is None:
         raw = json.dumps(data, indent=2, ensure_ascii=False)
-        return Text(strip_controls(raw[:200_000]))
+        return Text(plain_text(raw[:200_000]))
     blocks: list[RenderableType] = []
     for role, text in pairs:
         blocks.append(Text(role, style=ROLE_STYLES.get(role, "bold")))
-        blocks.append(Text(strip_controls(text[:50_000]) + "\n"))
+        blocks.append(Text(plain_text(text[:50_000]) + "\n"))
     return Group(*blocks)
 
 

@@ -10,9 +10,10 @@ from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
+from qqtui.core import presentation
 from qqtui.core.launch import output_log_path, run_paths
 from qqtui.core.records import EventRecord, RunRecord
-from qqtui.tui.sanitize import strip_controls
+from qqtui.core.termtext import plain_line
 from qqtui.tui.widgets import formatting as fmt
 
 
@@ -24,7 +25,7 @@ def clock_time(at: float | None) -> str:
 
 def _safe(value: object) -> str:
     # argv, env and reasons come from users and programs: never let them move the cursor.
-    return strip_controls(str(value))
+    return plain_line(value)
 
 
 def details_table(run: RunRecord, home: Path, now: float) -> Table:
@@ -33,14 +34,14 @@ def details_table(run: RunRecord, home: Path, now: float) -> Table:
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold", no_wrap=True)
     table.add_column(overflow="fold")
-    status = Text(fmt.status_label(run.status), style=fmt.STATUS_STYLES[run.status])
+    status = fmt.status_text(run.status)
     if run.hung and run.is_active:
         status.append("  HUNG", style=fmt.HUNG_STYLE)
     rows: list[tuple[str, Text | str]] = [
         ("Run", f"{run.id}  {_safe(run.name)}"),
         ("Status", status),
-        ("Outcome", _safe(fmt.outcome(run)) or "-"),
-        ("Command", _safe(fmt.command_line(run.argv))),
+        ("Outcome", _safe(presentation.outcome(run)) or "-"),
+        ("Command", _safe(presentation.command_line(run.argv))),
         ("Working dir", _safe(run.cwd)),
         ("Agent", run.agent),
         ("Session", run.session_id),
@@ -52,14 +53,14 @@ def details_table(run: RunRecord, home: Path, now: float) -> Table:
             "\n".join(f"{_safe(k)}={_safe(v)}" for k, v in sorted(run.env.items())) or "-",
         ),
         ("Attempt", f"{run.attempt} of {run.max_retries + 1}"),
-        ("Timeout", fmt.duration(run.timeout_s) if run.timeout_s else "none"),
-        ("Hung after", fmt.duration(run.hung_after_s)),
+        ("Timeout", presentation.duration(run.timeout_s) if run.timeout_s else "none"),
+        ("Hung after", presentation.duration(run.hung_after_s)),
         ("Created", clock_time(run.created_at)),
         ("Started", clock_time(run.started_at)),
         ("Finished", clock_time(run.finished_at)),
-        ("Runtime", fmt.duration(run.runtime_s(now))),
+        ("Runtime", presentation.duration(run.runtime_s(now))),
         ("Last activity", clock_time(run.activity_at)),
-        ("Output", fmt.size(run.output_bytes)),
+        ("Output", presentation.size(run.output_bytes)),
         (
             "Process",
             f"pid {run.pid or '-'}  pgid {run.pgid or '-'}  shim {run.shim_pid or '-'}",

@@ -1,24 +1,18 @@
-"""Short human text for durations, ages, sizes, CPU sparklines and run statuses.
+"""What only the app draws: the status colours, CPU sparklines and progress bars.
 
-Pure functions (no Textual), so the poll worker can format rows off the UI thread.
+The words themselves (icons, outcome, durations, sizes) are core's, shared with the
+CLI (`qqtui.core.presentation`). No Textual here, so the poll worker can format rows
+off the UI thread.
 """
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Sequence
 
-from qqtui.core.records import FINAL_STATUSES, RunRecord, Status
+from rich.text import Text
 
-STATUS_ICONS: dict[Status, str] = {
-    Status.QUEUED: "◌",
-    Status.RUNNING: "▶",
-    Status.SUCCEEDED: "✔",
-    Status.FAILED: "✘",
-    Status.CANCELLED: "■",
-    Status.TIMED_OUT: "⧗",
-    Status.LOST: "?",
-}
+from qqtui.core.presentation import status_label
+from qqtui.core.records import Status
 
 # Rich styles for table cells: a cell is a Rich renderable, so its colour cannot
 # come from the stylesheet; these are the status colours used everywhere.
@@ -35,47 +29,6 @@ HUNG_STYLE = "bold black on yellow"
 
 SPARK_CHARS = "▁▂▃▄▅▆▇█"
 SPARK_WIDTH = 10
-
-
-def duration(seconds: float | None) -> str:
-    """`4.2s`, `12s`, `3m05s`, `2h10m`, `3d04h`; `-` when unknown."""
-    if seconds is None:
-        return "-"
-    seconds = max(0.0, seconds)
-    if seconds < 10:
-        return f"{seconds:.1f}s"
-    if seconds < 60:
-        return f"{seconds:.0f}s"
-    if seconds < 3600:
-        return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
-    if seconds < 86400:
-        return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"
-    return f"{int(seconds // 86400)}d{int(seconds % 86400 // 3600):02d}h"
-
-
-def age(seconds: float | None) -> str:
-    """A coarse age (`5s`, `3m`, `2h`, `4d`): coarse so idle rows do not change every tick."""
-    if seconds is None:
-        return "-"
-    seconds = max(0.0, seconds)
-    if seconds < 60:
-        return f"{int(seconds)}s"
-    if seconds < 3600:
-        return f"{int(seconds // 60)}m"
-    if seconds < 86400:
-        return f"{int(seconds // 3600)}h"
-    return f"{int(seconds // 86400)}d"
-
-
-def size(num_bytes: float | None) -> str:
-    if num_bytes is None:
-        return "-"
-    value = float(num_bytes)
-    for unit in ("B", "K", "M", "G"):
-        if value < 1024 or unit == "G":
-            return f"{value:.0f}{unit}" if unit == "B" or value >= 100 else f"{value:.1f}{unit}"
-        value /= 1024
-    return f"{value:.1f}T"
 
 
 def sparkline(samples: Sequence[float], width: int = SPARK_WIDTH, full: float = 100.0) -> str:
@@ -101,24 +54,6 @@ def progress_bar(fraction: float, width: int = 8) -> str:
     return f"▕{bar:<{width}}▏{fraction * 100:4.0f}%"
 
 
-def status_label(status: Status) -> str:
-    return f"{STATUS_ICONS[status]} {status.value.replace('_', ' ')}"
-
-
-def outcome(run: RunRecord) -> str:
-    """Exit code or reason: why it ended, or what is pending for it."""
-    if run.status is Status.RUNNING:
-        if run.kill_requested:
-            return "kill requested"
-        if run.cancel_requested:
-            return "cancel requested"
-        return run.reason or ""
-    if run.status in FINAL_STATUSES:
-        if run.reason:
-            return run.reason
-        return f"exit {run.exit_code}" if run.exit_code is not None else ""
-    return run.reason or ""
-
-
-def command_line(argv: Sequence[str]) -> str:
-    return shlex.join(argv)
+def status_text(status: Status) -> Text:
+    """`⧗ timed out` in the status's colour."""
+    return Text(status_label(status), style=STATUS_STYLES[status])

@@ -32,9 +32,9 @@ from textual.widgets import Input, Label
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from qqtui.core.logindex import LogIndex, RefreshResult
+from qqtui.tui.output_text import sanitize_line
 from qqtui.tui.perf import content_keyed_lines
 from qqtui.tui.perf.scroll_only_growth import ScrollOnlyGrowth
-from qqtui.tui.sanitize import sanitize_line
 
 POLL_SECONDS = 0.1
 # Growth up to this much is indexed on the app's thread as the poll sees it: a thread

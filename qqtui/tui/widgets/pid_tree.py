@@ -9,9 +9,9 @@ from rich.text import Text
 from textual.binding import Binding, BindingType
 from textual.message import Message
 
+from qqtui.core import presentation
 from qqtui.core.procs import ProcInfo, RunTree
 from qqtui.tui.perf.live_table import LiveTable
-from qqtui.tui.widgets import formatting as fmt
 
 _COLUMNS = (
     ("pid", "PID", 7),
@@ -127,7 +127,7 @@ class PidTree(LiveTable):
             f"{indent}{proc.name}",
             proc.status,
             f"{proc.cpu_percent:.0f}%",
-            fmt.size(proc.rss),
+            presentation.size(proc.rss),
             _short_command(proc.cmdline) or f"[{proc.name}]",
         )
 

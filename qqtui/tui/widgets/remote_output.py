@@ -13,10 +13,10 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import RichLog, Static
 
+from qqtui.core import presentation
 from qqtui.core.monitor import RemoteOutput
 from qqtui.core.records import OutputTail
-from qqtui.tui.sanitize import sanitize_line
-from qqtui.tui.widgets import formatting as fmt
+from qqtui.tui.output_text import sanitize_line
 
 
 def where_line(remote: RemoteOutput) -> Text:
@@ -24,9 +24,9 @@ def where_line(remote: RemoteOutput) -> Text:
     tail = remote.tail
     shown = len(tail.tail)
     if tail.size > shown:
-        amount = f"last {fmt.size(shown)} shown (of {fmt.size(tail.size)})"
+        amount = f"last {presentation.size(shown)} shown (of {presentation.size(tail.size)})"
     else:
-        amount = f"all {fmt.size(tail.size)} shown"
+        amount = f"all {presentation.size(tail.size)} shown"
     attempt = (
         f" · attempt {tail.attempt} (the run is on attempt {remote.run.attempt})"
         if tail.attempt != remote.run.attempt

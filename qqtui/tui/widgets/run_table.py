@@ -19,6 +19,7 @@ from textual.coordinate import Coordinate
 from textual.widgets import DataTable
 from textual.widgets.data_table import ColumnKey
 
+from qqtui.core import presentation
 from qqtui.core.monitor import Progress
 from qqtui.core.procs import RunTree
 from qqtui.core.records import RunRecord, Status
@@ -129,7 +130,7 @@ def run_row(
 ) -> RowData:
     """One table row for `run`: cells to show and values to sort by."""
     running = run.status is Status.RUNNING
-    outcome = fmt.outcome(run)
+    outcome = presentation.outcome(run)
     outcome_style = "red" if run.status in (Status.FAILED, Status.LOST) else "dim"
     if running and progress is not None and not outcome:
         # What the agent says it is doing beats an empty cell.
@@ -152,15 +153,15 @@ def run_row(
     cells: tuple[Cell, ...] = (
         (str(run.id), "bold"),
         (name_text, ""),
-        (fmt.status_label(run.status), fmt.STATUS_STYLES[run.status]),
+        (presentation.status_label(run.status), fmt.STATUS_STYLES[run.status]),
         (" HUNG " if hung else "", fmt.HUNG_STYLE if hung else ""),
-        (fmt.duration(runtime), ""),
-        (fmt.age(activity) if run.is_active else "-", "yellow" if hung else "dim"),
+        (presentation.duration(runtime), ""),
+        (presentation.age(activity) if run.is_active else "-", "yellow" if hung else "dim"),
         (
             f"{cpu:5.1f}% {fmt.sparkline(history)}" if cpu is not None else "",
             "cyan" if cpu and cpu >= 50 else "",
         ),
-        (fmt.size(rss) if rss else "", ""),
+        (presentation.size(rss) if rss else "", ""),
         (str(procs) if procs else "", ""),
         (outcome, outcome_style),
         (plain_field(run.host or ""), "dim"),
@@ -193,7 +194,7 @@ def _row_still_current(run: RunRecord, row: RowData, now: float) -> bool:
         return True
     if run.status is Status.QUEUED:
         since = run.activity_at or run.started_at or run.created_at
-        return row.cells[ACTIVITY_COLUMN][0] == fmt.age(max(0.0, now - since))
+        return row.cells[ACTIVITY_COLUMN][0] == presentation.age(max(0.0, now - since))
     return False
 
 

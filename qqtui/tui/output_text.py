@@ -1,11 +1,12 @@
-"""Turn untrusted run output into inert Rich `Text`: colours kept, everything else gone.
+"""A line of untrusted run output as inert Rich `Text`: its colours as styles, nothing else.
 
 A run's output is written by programs we do not control. Passed to a terminal as
 is, escape sequences could set the window title, write the clipboard (OSC 52),
 plant hyperlinks, move the cursor, clear the screen or ask the terminal to answer
-(DSR), and text like "[bold]" could be read as Rich markup. Here only SGR
-sequences (`CSI ... m`: colours and text attributes) survive, and they are turned
-into styles by Rich's ANSI decoder, never echoed. Markup is never parsed.
+(DSR), and text like "[bold]" could be read as Rich markup. Core's one sanitiser
+(`qqtui.core.termtext`) keeps only SGR sequences (`CSI ... m`: colours and text
+attributes); here Rich's ANSI decoder turns them into styles, never echoed. Markup is
+never parsed.
 """
 
 from __future__ import annotations
@@ -13,19 +14,9 @@ from __future__ import annotations
 from rich.ansi import AnsiDecoder
 from rich.text import Text
 
-from qqtui.core.termtext import CONTROL_RE, NEEDS_WORK_RE, keep_sgr_only
+from qqtui.core.termtext import NEEDS_WORK_RE, keep_sgr_only, plain_text
 
 TAB_SIZE = 8
-
-# The pattern is core's one sanitiser (qqtui.core.termtext); this module turns what it
-# keeps into Rich styles for the app.
-
-
-def strip_controls(line: str) -> str:
-    """`line` with every escape sequence and control character except tab removed."""
-    if not NEEDS_WORK_RE.search(line):
-        return line
-    return CONTROL_RE.sub("", line).replace("\n", "")
 
 
 def sanitize_line(data: str | bytes, *, tab_size: int = TAB_SIZE) -> Text:
@@ -51,7 +42,7 @@ def _decode(sanitized: str) -> Text:
     except Exception:
         # Rich's decoder is lenient, but this is untrusted input and one bad line
         # must not take the app down: show its text without styles instead.
-        text = Text(CONTROL_RE.sub("", sanitized))
+        text = Text(plain_text(sanitized))
     text.end = ""
     text.no_wrap = True
     return text

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.style import Style
 from rich.text import Text
 
-from qqtui.tui.sanitize import sanitize_line, strip_controls
+from qqtui.tui.output_text import sanitize_line
 
 # What a terminal would treat as anything other than printable text or a tab.
 CONTROL_CHARS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
@@ -113,10 +113,6 @@ def test_oversized_sgr_parameter_is_dropped_not_raised() -> None:
     text = sanitize_line("\x1b[" + "9" * 5000 + "mx\x1b[38;2;999;999;999my")
     assert text.plain == "xy"
     assert_inert(text)
-
-
-def test_strip_controls_keeps_tabs_and_text() -> None:
-    assert strip_controls("\x1b[31ma\tb\x1b]0;t\x07") == "a\tb"
 
 
 def test_fuzz_random_bytes_never_raise_and_stay_inert() -> None:
