@@ -320,3 +320,82 @@ def open_append_log(path: Path) -> int:
         if exc.errno == errno.ELOOP:
             raise UnsafePathError(f"refusing to write {path}: it is a symlink") from exc
         raise
+
+
+# --- reading a session for people (the app's session view) ---------------------------
+
+HISTORY_FILE = "history.json"
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """A session's history.json as it can be shown: exactly one of these is set."""
+
+    problem: str | None = None
+    """Why it cannot be shown, in one line (unreadable, not JSON)."""
+    missing: bool = False
+    """The session has none."""
+    messages: tuple[tuple[str, str], ...] | None = None
+    """(role, text) of each message, when it is a conversation."""
+    raw: str | None = None
+    """Any other JSON, indented."""
+
+
+def read_history(path: Path) -> History:
+    """A session's history.json (`path`) as a conversation, raw JSON or a problem: never
+    raises. What it holds is the agent's (untrusted): callers sanitise it to show it."""
+    try:
+        data = read_json(path)
+    except SessionError as exc:
+        return History(problem=f"cannot show {path.name}: {exc}")
+    except OSError as exc:
+        return History(problem=f"cannot read {path.name}: {exc.strerror or exc}")
+    if data is None:
+        return History(missing=True)
+    pairs = conversation(data)
+    if pairs is None:
+        return History(raw=json.dumps(data, indent=2, ensure_ascii=False))
+    return History(messages=tuple(pairs))
+
+
+def message_text(content: Any) -> str:
+    """Text of a message's content: a string, or the text parts of a list of parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = []
+        for part in content:
+            if isinstance(part, dict) and isinstance(part.get("text"), str):
+                parts.append(part["text"])
+            else:
+                parts.append(json.dumps(part, ensure_ascii=False))
+        return "\n".join(parts)
+    return json.dumps(content, indent=2, ensure_ascii=False)
+
+
+def conversation(data: Any) -> list[tuple[str, str]] | None:
+    """(role, text) pairs if `data` is {"messages": [...]} or a bare list of
+    {role, content}; None if it is some other JSON."""
+    messages = data.get("messages") if isinstance(data, dict) else data
+    if not isinstance(messages, list) or not messages:
+        return None
+    pairs = []
+    for item in messages:
+        if not isinstance(item, dict) or "role" not in item or "content" not in item:
+            return None
+        pairs.append((str(item["role"]), message_text(item["content"])))
+    return pairs
+
+
+def run_logs(session_path: Path) -> list[tuple[int, Path]]:
+    """(run id, output log) for each run directory of the session, newest first."""
+    runs_dir = session_path / "runs"
+    found = []
+    try:
+        entries = list(os.scandir(runs_dir))
+    except OSError:
+        return []
+    for entry in entries:
+        if entry.name.isdigit() and entry.is_dir(follow_symlinks=False):
+            found.append((int(entry.name), Path(entry.path) / OUTPUT_LOG))
+    return sorted(found, reverse=True)

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,7 +20,14 @@ from textual.widgets.option_list import Option
 from qqtui.core import launch, presentation
 from qqtui.core.profiles import migrate_all_legacy_histories
 from qqtui.core.records import Status
-from qqtui.core.sessions import OUTPUT_LOG, SessionError, SessionInfo, list_sessions, read_json
+from qqtui.core.sessions import (
+    HISTORY_FILE,
+    OUTPUT_LOG,
+    SessionInfo,
+    list_sessions,
+    read_history,
+    run_logs,
+)
 from qqtui.core.termtext import plain_text
 from qqtui.tui.messages import IntentOutcome
 from qqtui.tui.widgets import formatting as fmt
@@ -31,7 +36,6 @@ from qqtui.tui.widgets.output_view import OutputView
 if TYPE_CHECKING:
     from qqtui.tui.app import QqApp
 
-HISTORY_FILE = "history.json"
 REFRESH_S = 2.0
 ROLE_STYLES = {"user": "bold cyan", "assistant": "bold green", "system": "bold magenta"}
 
@@ -183,68 +187,20 @@ class SessionsScreen(Screen[None]):
 # --- one session -----------------------------------------------------------------------
 
 
-def message_text(content: Any) -> str:
-    """Text of a message's content: a string, or the text parts of a list of parts."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        parts = []
-        for part in content:
-            if isinstance(part, dict) and isinstance(part.get("text"), str):
-                parts.append(part["text"])
-            else:
-                parts.append(json.dumps(part, ensure_ascii=False))
-        return "\n".join(parts)
-    return json.dumps(content, indent=2, ensure_ascii=False)
-
-
-def conversation(data: Any) -> list[tuple[str, str]] | None:
-    """(role, text) pairs if `data` is {"messages": [...]} or a bare list of
-    {role, content}; None if it is some other JSON."""
-    messages = data.get("messages") if isinstance(data, dict) else data
-    if not isinstance(messages, list) or not messages:
-        return None
-    pairs = []
-    for item in messages:
-        if not isinstance(item, dict) or "role" not in item or "content" not in item:
-            return None
-        pairs.append((str(item["role"]), message_text(item["content"])))
-    return pairs
-
-
 def render_history(path: Path) -> RenderableType:
     """history.json as a conversation, raw JSON, or a clear error: never raises."""
-    try:
-        data = read_json(path)
-    except SessionError as exc:
-        return Text(f"✘ cannot show {path.name}: {exc}", style="bold red")
-    except OSError as exc:
-        return Text(f"✘ cannot read {path.name}: {exc.strerror or exc}", style="bold red")
-    if data is None:
-        return Text(f"No {HISTORY_FILE} in this session.", style="dim italic")
-    pairs = conversation(data)
-    if pairs is None:
-        raw = json.dumps(data, indent=2, ensure_ascii=False)
-        return Text(plain_text(raw[:200_000]))
+    history = read_history(path)
+    if history.problem is not None:
+        return Text(f"✘ {plain_text(history.problem)}", style="bold red")
+    if history.messages is None:
+        if history.raw is None:
+            return Text(f"No {HISTORY_FILE} in this session.", style="dim italic")
+        return Text(plain_text(history.raw[:200_000]))
     blocks: list[RenderableType] = []
-    for role, text in pairs:
-        blocks.append(Text(role, style=ROLE_STYLES.get(role, "bold")))
+    for role, text in history.messages:
+        blocks.append(Text(plain_text(role), style=ROLE_STYLES.get(role, "bold")))
         blocks.append(Text(plain_text(text[:50_000]) + "\n"))
     return Group(*blocks)
-
-
-def run_logs(session_path: Path) -> list[tuple[int, Path]]:
-    """(run id, output log) for each run directory of the session, newest first."""
-    runs_dir = session_path / "runs"
-    found = []
-    try:
-        entries = list(os.scandir(runs_dir))
-    except OSError:
-        return []
-    for entry in entries:
-        if entry.name.isdigit() and entry.is_dir(follow_symlinks=False):
-            found.append((int(entry.name), Path(entry.path) / OUTPUT_LOG))
-    return sorted(found, reverse=True)
 
 
 class SessionScreen(Screen[None]):
