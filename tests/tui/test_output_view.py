@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -69,6 +70,20 @@ def numbered(path: Path, count: int, start: int = 0) -> None:
     append(path, b"".join(b"line %d\n" % i for i in range(start, start + count)))
 
 
+@asynccontextmanager
+async def numbered_log_shown(
+    tmp_path: Path, lines: int
+) -> AsyncIterator[tuple[OutputApp, Pilot[None], OutputView, Path]]:
+    """An app showing a log of `lines` numbered lines, once they are all indexed."""
+    log = tmp_path / "run.log"
+    numbered(log, lines)
+    app = OutputApp(log)
+    async with app.run_test(size=SIZE) as pilot:
+        view = app.query_one(OutputView)
+        await wait_until(pilot, lambda: view.line_count == lines)
+        yield app, pilot, view, log
+
+
 @pytest.fixture
 def head_scan_release(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
     """Holds every head scan of a LogIndex (up to 10 s) until the test sets this event:
@@ -86,12 +101,7 @@ def head_scan_release(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
 
 @pytest.mark.asyncio
 async def test_starts_at_the_end_and_appended_line_appears(tmp_path: Path) -> None:
-    log = tmp_path / "run.log"
-    numbered(log, 100)
-    app = OutputApp(log)
-    async with app.run_test(size=SIZE) as pilot:
-        view = app.query_one(OutputView)
-        await wait_until(pilot, lambda: view.line_count == 100)
+    async with numbered_log_shown(tmp_path, 100) as (_app, pilot, view, log):
         await pilot.pause()
         assert view.follow
         assert screen_lines(view)[-1] == "line 99"
@@ -116,12 +126,7 @@ async def test_unfinished_last_line_is_redrawn_as_it_grows(tmp_path: Path) -> No
 
 @pytest.mark.asyncio
 async def test_follow_pauses_on_scroll_up_counts_new_lines_and_resumes(tmp_path: Path) -> None:
-    log = tmp_path / "run.log"
-    numbered(log, 200)
-    app = OutputApp(log)
-    async with app.run_test(size=SIZE) as pilot:
-        view = app.query_one(OutputView)
-        await wait_until(pilot, lambda: view.line_count == 200)
+    async with numbered_log_shown(tmp_path, 200) as (app, pilot, view, log):
         await pilot.pause()
         await pilot.press("up", "up", "up")
         await wait_until(pilot, lambda: not view.follow)
@@ -146,12 +151,7 @@ async def test_follow_pauses_on_scroll_up_counts_new_lines_and_resumes(tmp_path:
 
 @pytest.mark.asyncio
 async def test_follow_key_toggles(tmp_path: Path) -> None:
-    log = tmp_path / "run.log"
-    numbered(log, 200)
-    app = OutputApp(log)
-    async with app.run_test(size=SIZE) as pilot:
-        view = app.query_one(OutputView)
-        await wait_until(pilot, lambda: view.line_count == 200)
+    async with numbered_log_shown(tmp_path, 200) as (_app, pilot, view, log):
         await pilot.press("f")
         assert not view.follow
         numbered(log, 5, start=200)
@@ -215,12 +215,7 @@ async def test_search_highlights_and_n_and_shift_n_move(tmp_path: Path) -> None:
 
 @pytest.mark.asyncio
 async def test_search_finds_lines_appended_later(tmp_path: Path) -> None:
-    log = tmp_path / "run.log"
-    numbered(log, 50)
-    app = OutputApp(log)
-    async with app.run_test(size=SIZE) as pilot:
-        view = app.query_one(OutputView)
-        await wait_until(pilot, lambda: view.line_count == 50)
+    async with numbered_log_shown(tmp_path, 50) as (app, pilot, view, log):
         view.search("ERROR")
         await wait_until(pilot, lambda: bool(app.search_events) and app.search_events[-1][2])
         assert view.match_count == 0
@@ -310,12 +305,7 @@ async def test_set_path_switches_files_and_none_shows_placeholder(tmp_path: Path
 
 @pytest.mark.asyncio
 async def test_truncated_log_is_shown_from_scratch(tmp_path: Path) -> None:
-    log = tmp_path / "run.log"
-    numbered(log, 100)
-    app = OutputApp(log)
-    async with app.run_test(size=SIZE) as pilot:
-        view = app.query_one(OutputView)
-        await wait_until(pilot, lambda: view.line_count == 100)
+    async with numbered_log_shown(tmp_path, 100) as (_app, pilot, view, log):
         log.write_text("second attempt\n")
         await wait_until(pilot, lambda: view.line_count == 1)
         assert screen_lines(view)[0] == "second attempt"
@@ -380,12 +370,7 @@ async def test_match_in_the_unnumbered_head_is_reached_after_merge(
 
 @pytest.mark.asyncio
 async def test_layout_clamping_the_scroll_does_not_resume_follow(tmp_path: Path) -> None:
-    log = tmp_path / "run.log"
-    numbered(log, 200)
-    app = OutputApp(log)
-    async with app.run_test(size=SIZE) as pilot:
-        view = app.query_one(OutputView)
-        await wait_until(pilot, lambda: view.line_count == 200)
+    async with numbered_log_shown(tmp_path, 200) as (_app, pilot, view, _log):
         await pilot.pause()
         await pilot.press("f")
         assert not view.follow
