@@ -321,7 +321,8 @@ def output_log_path(home: Path, run: RunRecord) -> Path:
 def signal_run_process(home: Path, run: RunRecord, pid: int, create_time: float, sig: int) -> bool:
     """Signal one process of a run's tree (from the PID tree pane), only if it still is
     that process and still belongs to this run."""
-    from qqtui.core.procs import RunTarget, find_run_processes, signal_verified
+    from qqtui.core.procs.kill import find_run_processes
+    from qqtui.core.procs.pids import RunTarget, signal_verified
 
     target = RunTarget.of(run, home)
     members = {p.pid for p in find_run_processes(target)}

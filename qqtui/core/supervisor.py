@@ -27,20 +27,21 @@ from sqlalchemy.exc import DBAPIError
 
 from qqtui.core import sessions, workspaces
 from qqtui.core.launch import run_paths, wake_workers
-from qqtui.core.procs import (
+from qqtui.core.procs.kill import TreeKill, find_run_processes
+from qqtui.core.procs.pids import (
     CREATE_TIME_TOLERANCE_S,
+    RunTarget,
+    boot_id,
+    create_time_from_ticks,
+    is_alive,
+)
+from qqtui.core.procs.spawn import (
     DEFAULT_LOG_CAP,
     SHIM_PATH,
     RunEnvironment,
-    RunTarget,
     ShimProcess,
     Spawned,
     SpawnError,
-    TreeKill,
-    boot_id,
-    create_time_from_ticks,
-    find_run_processes,
-    is_alive,
     start_run,
 )
 from qqtui.core.records import (

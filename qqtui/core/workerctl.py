@@ -16,7 +16,7 @@ import psutil
 
 from qqtui.config import Settings
 from qqtui.core.errors import QqError
-from qqtui.core.procs import boot_id, is_alive, signal_verified
+from qqtui.core.procs.pids import boot_id, is_alive, signal_verified
 from qqtui.core.records import Status, WorkerRecord
 from qqtui.core.store import Store
 

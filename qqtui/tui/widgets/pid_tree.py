@@ -9,7 +9,7 @@ from rich.text import Text
 from textual.binding import Binding, BindingType
 from textual.message import Message
 
-from qqtui.core.procs import ProcInfo, RunTree
+from qqtui.core.procs.scan import ProcInfo, RunTree
 from qqtui.tui.widgets import formatting as fmt
 from qqtui.tui.widgets.table_base import LiveTable
 

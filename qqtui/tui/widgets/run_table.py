@@ -20,7 +20,7 @@ from textual.widgets import DataTable
 from textual.widgets.data_table import ColumnKey
 
 from qqtui.core.monitor import Progress
-from qqtui.core.procs import RunTree
+from qqtui.core.procs.scan import RunTree
 from qqtui.core.records import RunRecord, Status
 from qqtui.core.termtext import plain_field
 from qqtui.tui.widgets import formatting as fmt
