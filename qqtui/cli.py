@@ -20,7 +20,14 @@ import click
 
 from qqtui import __version__
 from qqtui.config import HOME_ENV, Settings, resolve_settings
-from qqtui.core.records import FINAL_STATUSES, MAX_RETRIES, QqError, RunRecord, Status
+from qqtui.core.records import (
+    DEFAULT_GRACE_S,
+    FINAL_STATUSES,
+    MAX_RETRIES,
+    QqError,
+    RunRecord,
+    Status,
+)
 from qqtui.core.termtext import plain_field
 
 # The app's pure formatter (no Textual in that module): CLI and app say durations alike.
@@ -597,7 +604,7 @@ def logs(ctx: Context, run_id: str, follow: bool, tail: int | None) -> None:
 @click.option(
     "--grace",
     type=Seconds(allow_zero=True),
-    default=10.0,
+    default=DEFAULT_GRACE_S,
     show_default=True,
     metavar="S",
     help="Seconds between TERM and KILL.",
@@ -883,7 +890,7 @@ def human_size(n: int) -> str:
 @click.option(
     "--grace",
     type=click.FloatRange(min=0),
-    default=10.0,
+    default=DEFAULT_GRACE_S,
     show_default=True,
     metavar="S",
     help="Seconds between TERM and KILL for timeouts and --stop-runs.",

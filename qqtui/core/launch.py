@@ -13,7 +13,7 @@ from pathlib import Path
 
 from qqtui.core import sessions, wakeup, workspaces
 from qqtui.core.leases import lease_set_for
-from qqtui.core.records import MAX_RETRIES, QqError, RunRecord
+from qqtui.core.records import DEFAULT_GRACE_S, MAX_RETRIES, QqError, RunRecord
 from qqtui.core.store import Store
 
 ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -279,7 +279,9 @@ def resume_session(
     )
 
 
-def cancel_run(store: Store, run_id: int, grace_s: float = 10.0, actor: str = "cli") -> RunRecord:
+def cancel_run(
+    store: Store, run_id: int, grace_s: float = DEFAULT_GRACE_S, actor: str = "cli"
+) -> RunRecord:
     if grace_s < 0:
         raise QqError(f"grace must be 0 or more seconds, not {grace_s:g}")
     run = store.request_cancel(run_id, grace_s=grace_s, actor=actor)

@@ -19,6 +19,10 @@ from qqtui.core.procs.pids import (
     verified_process,
 )
 
+# After the KILL, how long `TreeKill.finish` waits by default for the tree to go
+# before it returns the survivors.
+SETTLE_S = 2.0
+
 
 def _children_map(procs: Iterable[psutil.Process]) -> dict[int, list[psutil.Process]]:
     children: dict[int, list[psutil.Process]] = {}
@@ -160,7 +164,7 @@ class TreeKill:
     def alive(self) -> list[psutil.Process]:
         return [p for p in find_run_processes(self.target) if _is_running(p)]
 
-    def finish(self, settle_s: float = 2.0) -> list[psutil.Process]:
+    def finish(self, settle_s: float = SETTLE_S) -> list[psutil.Process]:
         deadline = time.monotonic() + settle_s
         survivors: list[psutil.Process] = []
         while True:
