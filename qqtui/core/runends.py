@@ -11,29 +11,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy.exc import DBAPIError
-
 from qqtui.core import workspaces
+from qqtui.core.outage import DB_ERRORS, DatabaseUnreachable
 from qqtui.core.procs.pids import is_alive
-from qqtui.core.records import (
-    IllegalTransitionError,
-    QqError,
-    RunRecord,
-    StaleClaimError,
-    Status,
-)
+from qqtui.core.records import IllegalTransitionError, RunRecord, StaleClaimError, Status
 from qqtui.core.store import Store
 from qqtui.core.tracked import Tracked, read_status
 
 log = logging.getLogger("qqtui.supervisor")
-
-
-class DatabaseUnreachable(QqError):
-    """Run ends are waiting for the database to come back."""
-
-
-# What a lost connection or a restarting server raises: the worker waits and retries.
-DB_ERRORS: tuple[type[Exception], ...] = (DBAPIError, DatabaseUnreachable)
 
 
 def signal_name(sig: int) -> str:

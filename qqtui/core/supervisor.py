@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import random
 import select
 import signal
 import time
@@ -26,10 +25,11 @@ import psutil
 from qqtui.core import sessions
 from qqtui.core.activity import ActivityWatcher
 from qqtui.core.launch import run_paths, wake_workers
+from qqtui.core.outage import DB_ERRORS, DbBackoff, db_error_line
 from qqtui.core.procs.spawn import DEFAULT_LOG_CAP, RunEnvironment, SpawnError, start_run
 from qqtui.core.records import DEFAULT_GRACE_S, RunRecord, StaleClaimError, Status, WorkerRecord
 from qqtui.core.recovery import Recovery
-from qqtui.core.runends import DB_ERRORS, EndRecorder, end_status, exit_info
+from qqtui.core.runends import EndRecorder, end_status, exit_info
 from qqtui.core.stopping import RunStopper
 from qqtui.core.store import Store
 from qqtui.core.tracked import Tracked, read_status, with_changes
@@ -40,11 +40,6 @@ log = logging.getLogger("qqtui.supervisor")
 
 # --stop-runs: after the grace, this long for the KILLed runs' ends to come through.
 STOP_RUNS_SLACK_S = 5.0
-
-
-def _db_error_line(exc: Exception) -> str:
-    orig = getattr(exc, "orig", None)
-    return (str(orig or exc).splitlines() or [type(exc).__name__])[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,12 +84,11 @@ class Supervisor:
     recovery: Recovery = field(init=False)
     ends: EndRecorder = field(init=False)
     activity: ActivityWatcher = field(init=False)
+    outage: DbBackoff = field(init=False)
     _wake: WakeSocket | None = None
     _last_heartbeat: float = 0.0
     _last_recovery: float = 0.0
-    _db_ok_since: float | None = None  # monotonic time since the database answers
     _last_rescue: float = 0.0
-    _db_failures: int = 0
     _idle_since: float | None = None  # monotonic time since idle with no app open
 
     def __post_init__(self) -> None:
@@ -129,6 +123,7 @@ class Supervisor:
             log_cap=config.log_cap,
             output_tail_s=config.output_tail_s,
         )
+        self.outage = DbBackoff(config.db_retry_base_s, config.db_retry_cap_s)
 
     @property
     def boot(self) -> str:
@@ -171,7 +166,7 @@ class Supervisor:
             self._wake = WakeSocket(str(self.store.engine.url), self.worker_id)
         self.recover()
         self.recovery.stop_strays()
-        self._db_ok()
+        self.outage.ok()
         return record
 
     def request_stop(self, *_: object) -> None:
@@ -200,7 +195,7 @@ class Supervisor:
                     # write is taken again on the next one.
                     self._db_unreachable(exc)
                     continue
-                self._db_ok()
+                self.outage.ok()
                 self._wait()
             self.shutdown()
         finally:
@@ -231,43 +226,19 @@ class Supervisor:
             # host records them from there (recover()).
             log.error(
                 "database unreachable at exit (%s); %d ends left to recovery",
-                _db_error_line(exc),
+                db_error_line(exc),
                 len(self.pending_ends),
             )
         if self._wake is not None:
             self._wake.close()
 
-    # -- database outages
+    # -- database outages (see outage.py)
 
     def _db_unreachable(self, exc: Exception) -> None:
-        """Wait before the next try: exponential backoff with jitter, so a fleet of
-        workers does not hammer a server that is coming back up."""
-        self._db_ok_since = None
-        self._db_failures += 1
-        delay = min(
-            self.config.db_retry_cap_s, self.config.db_retry_base_s * 2 ** (self._db_failures - 1)
+        # A TERM's grace still ends in a KILL while the worker waits.
+        self.outage.wait(
+            exc, stopping=lambda: self.stopping, meanwhile=self.stopper.advance_killers
         )
-        delay *= random.uniform(0.5, 1.0)
-        log.warning(
-            "database unreachable, retrying in %.1fs (attempt %d; runs keep running): %s",
-            delay,
-            self._db_failures,
-            _db_error_line(exc),
-        )
-        # Not select(): a finished run's report pipe stays readable and would end the
-        # wait at once. Short slices keep a stop request and pending KILLs timely.
-        deadline = time.monotonic() + delay
-        while not self.stopping and (left := deadline - time.monotonic()) > 0:
-            time.sleep(min(0.2, left))
-            with contextlib.suppress(*DB_ERRORS):
-                self.stopper.advance_killers()  # a TERM's grace still ends in a KILL meanwhile
-
-    def _db_ok(self) -> None:
-        if self._db_failures:
-            log.info("database reachable again after %d failed attempts", self._db_failures)
-        self._db_failures = 0
-        if self._db_ok_since is None:
-            self._db_ok_since = time.monotonic()
 
     def _idle(self) -> bool:
         if self.tracked or self.stopper.busy:
@@ -490,4 +461,4 @@ class Supervisor:
     def rescue(self) -> None:
         """End the runs of workers on other hosts that stopped heartbeating."""
         self._last_rescue = time.monotonic()
-        self.recovery.rescue(self._db_ok_since)
+        self.recovery.rescue(self.outage.ok_since)

@@ -29,8 +29,8 @@ import pytest
 from sqlalchemy import make_url, text
 
 from qqtui.core.launch import submit_run
+from qqtui.core.outage import DB_ERRORS
 from qqtui.core.records import Status
-from qqtui.core.runends import DB_ERRORS
 from qqtui.core.store import Store
 from qqtui.core.supervisor import Supervisor, SupervisorConfig
 
