@@ -26,7 +26,7 @@ def test_core_imports_without_textual_or_rich() -> None:
 
 def test_core_source_never_mentions_the_ui() -> None:
     pattern = re.compile(r"^\s*(from|import)\s+(textual|rich|qqtui\.tui)\b", re.M)
-    offenders = [p.name for p in (PKG / "core").glob("*.py") if pattern.search(p.read_text())]
+    offenders = [p.name for p in (PKG / "core").rglob("*.py") if pattern.search(p.read_text())]
     assert offenders == []
 
 
