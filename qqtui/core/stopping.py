@@ -17,7 +17,7 @@ from qqtui.core.procs.pids import RunTarget
 from qqtui.core.procs.spawn import ShimProcess, Spawned
 from qqtui.core.records import DEFAULT_GRACE_S, RunRecord, StaleClaimError, Status
 from qqtui.core.store import Store
-from qqtui.core.tracked import Tracked
+from qqtui.core.tracked import Tracked, with_spawn
 
 log = logging.getLogger("qqtui.supervisor")
 
@@ -107,16 +107,7 @@ class RunStopper:
         spawned.close()
 
     def _target_of(self, run: RunRecord, spawned: Spawned) -> RunTarget:
-        return RunTarget(
-            run_id=run.id,
-            home=self.home,
-            attempt=run.attempt,
-            pid=spawned.pid,
-            pid_create_time=spawned.pid_create_time,
-            pgid=spawned.pgid,
-            shim_pid=spawned.shim.pid,
-            shim_create_time=spawned.shim_create_time,
-        )
+        return RunTarget.of(with_spawn(run, spawned), self.home)
 
     def begin_stop(self, tracked: Tracked, cause: str, grace_s: float) -> None:
         """Record why the run stops, then TERM it (KILL after `grace_s`), or KILL now."""

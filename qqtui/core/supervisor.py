@@ -32,7 +32,7 @@ from qqtui.core.recovery import Recovery
 from qqtui.core.runends import EndRecorder, end_status, exit_info
 from qqtui.core.stopping import RunStopper
 from qqtui.core.store import Store
-from qqtui.core.tracked import Tracked, read_status, with_changes
+from qqtui.core.tracked import Tracked, read_status, with_spawn
 from qqtui.core.wakeup import WakeSocket
 from qqtui.core.workerctl import app_open
 
@@ -379,14 +379,7 @@ class Supervisor:
             self.tracked.pop(run.id, None)
             self.stopper.kill_unrecorded(run, spawned)
             return False
-        tracked.run = with_changes(
-            run,
-            pid=spawned.pid,
-            pid_create_time=spawned.pid_create_time,
-            pgid=spawned.pgid,
-            shim_pid=spawned.shim.pid,
-            shim_create_time=spawned.shim_create_time,
-        )
+        tracked.run = with_spawn(run, spawned)
         tracked.recorded = True
         return True
 

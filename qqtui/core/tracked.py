@@ -48,6 +48,18 @@ def with_changes(run: RunRecord, **changes: object) -> RunRecord:
     return dataclasses.replace(run, **changes)  # type: ignore[arg-type]
 
 
+def with_spawn(run: RunRecord, spawned: Spawned) -> RunRecord:
+    """`run` with the pids its shim reported, before (or without) the store's record."""
+    return with_changes(
+        run,
+        pid=spawned.pid,
+        pid_create_time=spawned.pid_create_time,
+        pgid=spawned.pgid,
+        shim_pid=spawned.shim.pid,
+        shim_create_time=spawned.shim_create_time,
+    )
+
+
 def read_status(path: Path, attempt: int) -> dict | None:
     """The shim's record for this attempt, or None (missing, torn, or another attempt's)."""
     try:
