@@ -21,7 +21,13 @@ import click
 from qqtui import __version__
 from qqtui.config import HOME_ENV, Settings, resolve_settings
 from qqtui.core import presentation
-from qqtui.core.records import MAX_RETRIES, QqError, RunRecord, Status
+from qqtui.core.records import (
+    DEFAULT_GRACE_S,
+    MAX_RETRIES,
+    QqError,
+    RunRecord,
+    Status,
+)
 from qqtui.core.termtext import plain_field
 
 if TYPE_CHECKING:
@@ -498,7 +504,7 @@ def logs(ctx: Context, run_id: str, follow: bool, tail: int | None) -> None:
 @click.option(
     "--grace",
     type=Seconds(allow_zero=True),
-    default=10.0,
+    default=DEFAULT_GRACE_S,
     show_default=True,
     metavar="S",
     help="Seconds between TERM and KILL.",
@@ -775,7 +781,7 @@ def worktrees_clean(ctx: Context, mode: str) -> None:
 @click.option(
     "--grace",
     type=click.FloatRange(min=0),
-    default=10.0,
+    default=DEFAULT_GRACE_S,
     show_default=True,
     metavar="S",
     help="Seconds between TERM and KILL for timeouts and --stop-runs.",

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from qqtui.core import sessions, wakeup, workspaces
 from qqtui.core.leases import lease_set_for
-from qqtui.core.records import MAX_RETRIES, QqError, RunRecord
+from qqtui.core.records import DEFAULT_GRACE_S, MAX_RETRIES, QqError, RunRecord
 from qqtui.core.runspec import DEFAULT_HUNG_AFTER_S, RunSpec
 from qqtui.core.store import Store
 
@@ -246,7 +246,9 @@ def resume_session(
     return submit_run(store, home, spec, actor=actor, use_profile=False, worktree_of=worktree_of)
 
 
-def cancel_run(store: Store, run_id: int, grace_s: float = 10.0, actor: str = "cli") -> RunRecord:
+def cancel_run(
+    store: Store, run_id: int, grace_s: float = DEFAULT_GRACE_S, actor: str = "cli"
+) -> RunRecord:
     if grace_s < 0:
         raise QqError(f"grace must be 0 or more seconds, not {grace_s:g}")
     run = store.request_cancel(run_id, grace_s=grace_s, actor=actor)
@@ -288,7 +290,8 @@ def output_log_path(home: Path, run: RunRecord) -> Path:
 def signal_run_process(home: Path, run: RunRecord, pid: int, create_time: float, sig: int) -> bool:
     """Signal one process of a run's tree (from the PID tree pane), only if it still is
     that process and still belongs to this run."""
-    from qqtui.core.procs import RunTarget, find_run_processes, signal_verified
+    from qqtui.core.procs.kill import find_run_processes
+    from qqtui.core.procs.pids import RunTarget, signal_verified
 
     target = RunTarget.of(run, home)
     members = {p.pid for p in find_run_processes(target)}

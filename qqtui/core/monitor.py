@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from qqtui.core.launch import output_log_path, run_paths
-from qqtui.core.procs import ProcessTable, RunTarget, RunTree
+from qqtui.core.procs.pids import RunTarget
+from qqtui.core.procs.scan import ProcessTable, RunTree
 from qqtui.core.records import CLOCK_SKEW_WARN_S, OutputTail, RunRecord, Status
 from qqtui.core.snapshot import Snapshot
 

@@ -24,6 +24,7 @@ from qqtui.core.errors import (  # re-exported: records is where callers look fo
 
 __all__ = [
     "CLOCK_SKEW_WARN_S",
+    "DEFAULT_GRACE_S",
     "FINAL_STATUSES",
     "MAX_RETRIES",
     "TRANSITIONS",
@@ -44,6 +45,10 @@ __all__ = [
 
 # A worker whose clock differs from the database server's by this much is flagged.
 CLOCK_SKEW_WARN_S = 60.0
+
+# Stopping a run: TERM its tree, wait this long, KILL what is left. A cancel's default
+# (CLI, app) and a worker's for timeouts and --stop-runs.
+DEFAULT_GRACE_S = 10.0
 
 # More retries than this is a typo, not a plan (and the column is a 64-bit integer).
 MAX_RETRIES = 1000

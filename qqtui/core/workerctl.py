@@ -16,8 +16,8 @@ import psutil
 
 from qqtui.config import Settings
 from qqtui.core.errors import QqError
-from qqtui.core.procs import boot_id, is_alive, signal_verified
-from qqtui.core.records import Status, WorkerRecord
+from qqtui.core.procs.pids import boot_id, is_alive, signal_verified
+from qqtui.core.records import DEFAULT_GRACE_S, Status, WorkerRecord
 from qqtui.core.store import Store
 
 WORKER_LOG = "worker.log"
@@ -159,7 +159,9 @@ def stop_workers(
         for result in results:
             for run in store.list_runs([Status.RUNNING], worker_id=result.worker.id):
                 with contextlib.suppress(QqError):
-                    store.request_cancel(run.id, grace_s=min(10.0, timeout_s / 2), actor=actor)
+                    store.request_cancel(
+                        run.id, grace_s=min(DEFAULT_GRACE_S, timeout_s / 2), actor=actor
+                    )
                     result.cancelled.append(run.id)
         pending = {run_id for r in results for run_id in r.cancelled}
         while pending and time.monotonic() < deadline:

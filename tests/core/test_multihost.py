@@ -29,10 +29,11 @@ import pytest
 from sqlalchemy import make_url, text
 
 from qqtui.core.launch import submit_run
+from qqtui.core.outage import DB_ERRORS
 from qqtui.core.records import Status
 from qqtui.core.runspec import RunSpec
 from qqtui.core.store import Store
-from qqtui.core.supervisor import DB_ERRORS, Supervisor, SupervisorConfig
+from qqtui.core.supervisor import Supervisor, SupervisorConfig
 
 from ..conftest import Workers, cli_env, kill_home_processes, wait_for
 from .pgserver import TcpRelay, fresh_schema, require_pg

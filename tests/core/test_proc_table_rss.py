@@ -10,8 +10,8 @@ from pathlib import Path
 
 import psutil
 
-from qqtui.core import procs
-from qqtui.core.procs import ProcessTable, kill_tree
+from qqtui.core.procs.kill import kill_tree
+from qqtui.core.procs.scan import RSS_REFRESH_S, ProcessTable
 
 from ..conftest import wait_for
 from .test_procs import start, wait_exit
@@ -53,7 +53,7 @@ def test_memory_a_sleeping_process_touches_shows_at_the_next_scan(tmp_path: Path
         wait_for(asleep, 10, what="asleep again")
         after = table.scan([target])[1].procs[0]
         # Within RSS_REFRESH_S: only the page faults told the table to read it again.
-        assert time.monotonic() - before_at < procs.RSS_REFRESH_S
+        assert time.monotonic() - before_at < RSS_REFRESH_S
         assert after.rss >= before.rss + (60 << 20)
         assert after.rss == psutil.Process(after.pid).memory_info().rss
     finally:

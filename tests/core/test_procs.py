@@ -15,19 +15,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from qqtui.core.procs import (
-    ProcessTable,
-    RunEnvironment,
-    RunTarget,
-    Spawned,
-    SpawnError,
-    TreeKill,
-    is_alive,
-    kill_tree,
-    signal_verified,
-    spawn_run,
-    start_run,
-)
+from qqtui.core.procs.kill import TreeKill, kill_tree
+from qqtui.core.procs.pids import RunTarget, is_alive, signal_verified
+from qqtui.core.procs.scan import ProcessTable
+from qqtui.core.procs.spawn import RunEnvironment, Spawned, SpawnError, spawn_run, start_run
 
 from ..conftest import wait_for
 

@@ -11,7 +11,7 @@ import psutil
 import pytest
 
 from qqtui.core.launch import submit_run
-from qqtui.core.procs import boot_id
+from qqtui.core.procs.pids import boot_id
 from qqtui.core.records import Status
 from qqtui.core.runspec import RunSpec
 from qqtui.core.store import Store

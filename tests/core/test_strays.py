@@ -11,7 +11,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from qqtui.core.procs import boot_id
+from qqtui.core.procs.pids import boot_id
 from qqtui.core.records import RunRecord, Status
 from qqtui.core.runspec import RunSpec
 from qqtui.core.store import Store

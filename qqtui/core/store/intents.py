@@ -8,6 +8,7 @@ from sqlalchemy import update
 
 from qqtui.core.models import runs_table
 from qqtui.core.records import (
+    DEFAULT_GRACE_S,
     FINAL_STATUSES,
     IllegalTransitionError,
     RunRecord,
@@ -21,7 +22,7 @@ class IntentsMixin(TransitionsMixin):
     """A user's requests, turned into transitions or into flags the owner acts on."""
 
     def request_cancel(
-        self, run_id: int, *, grace_s: float = 10.0, actor: str | None = None
+        self, run_id: int, *, grace_s: float = DEFAULT_GRACE_S, actor: str | None = None
     ) -> RunRecord:
         """Cancel: a queued run ends now; a running one is asked to stop (TERM, grace, KILL)."""
         return self._request_stop(run_id, kill=False, grace_s=grace_s, actor=actor)

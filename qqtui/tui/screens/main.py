@@ -17,7 +17,7 @@ from textual.widgets import Footer, Input, Static
 
 from qqtui.core import launch
 from qqtui.core.monitor import RemoteOutput
-from qqtui.core.records import RunRecord, Status
+from qqtui.core.records import DEFAULT_GRACE_S, RunRecord, Status
 from qqtui.core.runspec import RunSpec
 from qqtui.core.snapshot import SnapshotError
 from qqtui.core.termtext import plain_field
@@ -34,7 +34,6 @@ from qqtui.tui.widgets.run_table import HOST_PREFIX, RunTable, split_host_filter
 if TYPE_CHECKING:
     from qqtui.tui.app import QqApp
 
-CANCEL_GRACE_S = 10.0
 
 # Actions that need a selected run, and which runs they apply to.
 _RUN_ACTIONS = {
@@ -409,7 +408,7 @@ class MainScreen(Screen[None]):
         if run is None:
             return
         how = (
-            f"TERM to its process group now, KILL to the whole tree after {CANCEL_GRACE_S:g}s."
+            f"TERM to its process group now, KILL to the whole tree after {DEFAULT_GRACE_S:g}s."
             if run.status is Status.RUNNING
             else "It has not started; it will not run."
         )
@@ -448,7 +447,7 @@ class MainScreen(Screen[None]):
             if kill:
                 after = launch.kill_run(app.store, run.id, actor="tui")
             else:
-                after = launch.cancel_run(app.store, run.id, CANCEL_GRACE_S, actor="tui")
+                after = launch.cancel_run(app.store, run.id, DEFAULT_GRACE_S, actor="tui")
             if after.status.is_final:
                 return IntentOutcome(f"Run {run.id} {after.status.value} before it started", after)
             what = "kill" if kill else "cancel"

@@ -10,7 +10,7 @@ from textual.binding import Binding, BindingType
 from textual.message import Message
 
 from qqtui.core import presentation
-from qqtui.core.procs import ProcInfo, RunTree
+from qqtui.core.procs.scan import ProcInfo, RunTree
 from qqtui.tui.perf.live_table import LiveTable
 
 _COLUMNS = (

@@ -21,7 +21,7 @@ from textual.widgets.data_table import ColumnKey
 
 from qqtui.core import presentation
 from qqtui.core.monitor import Progress
-from qqtui.core.procs import RunTree
+from qqtui.core.procs.scan import RunTree
 from qqtui.core.records import RunRecord, Status
 from qqtui.core.termtext import plain_field
 from qqtui.tui.perf.live_table import LiveTable
