@@ -61,7 +61,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _machine import code_state, machine_line, percentile, spread, update_readme_section
 
 from qqtui.config import default_db_url
-from qqtui.core.launch import output_log_path, submit_run
+from qqtui.core.intents import output_log_path, submit_run
 from qqtui.core.records import RunRecord, Status
 from qqtui.core.runspec import RunSpec
 from qqtui.core.store import Store
@@ -71,7 +71,7 @@ PY = sys.executable
 
 
 def submit(store: Store, home: Path, argv: list[str], **kwargs: object) -> RunRecord:
-    """`launch.submit_run` for runs that all share cwd "/": they must run side by side,
+    """`intents.submit_run` for runs that all share cwd "/": they must run side by side,
     so they opt out of the working-directory lease where this qqtui has leases."""
     if "shared_workspace" in inspect.signature(submit_run).parameters:
         kwargs["shared_workspace"] = True

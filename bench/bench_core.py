@@ -12,7 +12,7 @@ claim      N queued runs (filled once with `Store.add_run`, the file copied per 
            over the wall time from a shared start to the last process done. Peer: the same
            UPDATE ... RETURNING + event INSERT through the stdlib sqlite3 module.
 latency    a worker (-j 8) waits; runs of `true` are submitted one at a time with
-           `launch.submit_run` (which nudges the worker's socket); latency is the claim
+           `intents.submit_run` (which nudges the worker's socket); latency is the claim
            event's `at` minus `created_at` (both time.time() on this host).
 ls         10,000 runs in mixed states; `qqtui ls` and `ls --json` timed end to end by
            hyperfine (or a loop) next to python's bare startup and a stdlib sqlite3 read.
@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _machine import code_state, machine_line, percentile, spread, update_readme_section
 
 from qqtui.config import default_db_url
-from qqtui.core.launch import submit_run
+from qqtui.core.intents import submit_run
 from qqtui.core.records import RunRecord, Status
 from qqtui.core.runspec import RunSpec
 from qqtui.core.store import Store
@@ -56,7 +56,7 @@ PY = sys.executable
 
 
 def submit(store: Store, home: Path, argv: list[str], **kwargs: object) -> RunRecord:
-    """`launch.submit_run` for runs that all share cwd "/": they must run side by side,
+    """`intents.submit_run` for runs that all share cwd "/": they must run side by side,
     so they opt out of the working-directory lease where this qqtui has leases."""
     if "shared_workspace" in inspect.signature(submit_run).parameters:
         kwargs["shared_workspace"] = True

@@ -189,7 +189,7 @@ def cli(ctx: click.Context, home: str | None, db: str | None) -> None:
         raise click.BadParameter("give a database URL, not an empty string", param_hint="--db")
     ctx.obj = Context(resolve_settings(home, db))
     if ctx.invoked_subcommand is None:
-        from qqtui.tui.launch import run_app
+        from qqtui.tui.entry import run_app
 
         require_terminal("the app")
 
@@ -279,7 +279,7 @@ def add(
     (or --paths) is given; --worktree gives a run a private checkout instead.
     """
     # Every other option is named as a RunSpec field and goes into the spec as it is.
-    from qqtui.core.launch import parse_env_pairs, submit_run
+    from qqtui.core.intents import parse_env_pairs, submit_run
     from qqtui.core.runspec import RunSpec
 
     if not command and spec_options["agent"] == "default":
@@ -363,7 +363,7 @@ def _get_run(ctx: Context, run_id_text: str) -> RunRecord:
 @pass_ctx
 def show(ctx: Context, run_id: str, as_json: bool) -> None:
     """Show one run and its events."""
-    from qqtui.core.launch import run_paths
+    from qqtui.core.intents import run_paths
 
     run = _get_run(ctx, run_id)
     events = ctx.snapshot().events(run.id)
@@ -457,7 +457,7 @@ def _remote_output(
 @pass_ctx
 def logs(ctx: Context, run_id: str, follow: bool, tail: int | None) -> None:
     """Print a run's output (only colour sequences reach a terminal)."""
-    from qqtui.core.launch import output_log_path
+    from qqtui.core.intents import output_log_path
     from qqtui.core.logfollow import follow_file, tail_offset
     from qqtui.core.termtext import keep_sgr_only
 
@@ -512,7 +512,7 @@ def logs(ctx: Context, run_id: str, follow: bool, tail: int | None) -> None:
 @pass_ctx
 def cancel(ctx: Context, run_id: str, grace: float) -> None:
     """Cancel a run: TERM its tree, KILL whatever is left after the grace period."""
-    from qqtui.core.launch import cancel_run
+    from qqtui.core.intents import cancel_run
 
     run = cancel_run(ctx.store(), parse_run_id(run_id), grace_s=grace)
     if run.status is Status.CANCELLED:
@@ -526,7 +526,7 @@ def cancel(ctx: Context, run_id: str, grace: float) -> None:
 @pass_ctx
 def kill(ctx: Context, run_id: str) -> None:
     """Kill a run's whole process tree now."""
-    from qqtui.core.launch import kill_run
+    from qqtui.core.intents import kill_run
 
     run = kill_run(ctx.store(), parse_run_id(run_id))
     if run.status is Status.CANCELLED:
@@ -540,7 +540,7 @@ def kill(ctx: Context, run_id: str) -> None:
 @pass_ctx
 def retry(ctx: Context, run_id: str) -> None:
     """Queue a finished run again as a new attempt."""
-    from qqtui.core.launch import retry_run
+    from qqtui.core.intents import retry_run
 
     run = retry_run(ctx.store(), parse_run_id(run_id))
     click.echo(f"run {run.id}: queued again (attempt {run.attempt})")
@@ -555,7 +555,7 @@ def retry(ctx: Context, run_id: str) -> None:
 @pass_ctx
 def resume(ctx: Context, session_id: str, command: Sequence[str], as_json: bool) -> None:
     """Start a new run in a session (default: its last command): resume ID [-- CMD...]"""
-    from qqtui.core.launch import resume_session
+    from qqtui.core.intents import resume_session
 
     run = resume_session(ctx.store(), ctx.settings.home, session_id, list(command) or None)
     if as_json:
@@ -632,7 +632,7 @@ def progress(fraction: float, message: str) -> None:
 @click.pass_context
 def demo(click_ctx: click.Context) -> None:
     """Open the app on a fresh demo home with sample agents queued (or on --home)."""
-    from qqtui.tui.launch import run_demo
+    from qqtui.tui.entry import run_demo
 
     require_terminal("the demo")
     ctx: Context = click_ctx.obj

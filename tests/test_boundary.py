@@ -58,4 +58,4 @@ def test_cli_imports_the_app_only_to_open_it() -> None:
     named = re.findall(
         r"^\s*(?:from|import)\s+(qqtui\.tui[\w.]*)", (PKG / "cli.py").read_text(), re.M
     )
-    assert set(named) == {"qqtui.tui.launch"}
+    assert set(named) == {"qqtui.tui.entry"}

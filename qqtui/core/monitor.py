@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from qqtui.core.launch import output_log_path, run_paths
+from qqtui.core.intents import output_log_path, run_paths
 from qqtui.core.procs.pids import RunTarget
 from qqtui.core.procs.scan import ProcessTable, RunTree
 from qqtui.core.records import CLOCK_SKEW_WARN_S, OutputTail, RunRecord, Status

@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 
 from qqtui.core import sessions
-from qqtui.core.launch import run_paths
+from qqtui.core.intents import run_paths
 from qqtui.core.procs.kill import find_run_processes
 from qqtui.core.procs.pids import (
     CREATE_TIME_TOLERANCE_S,

@@ -24,7 +24,7 @@ import psutil
 
 from qqtui.core import sessions
 from qqtui.core.activity import ActivityWatcher
-from qqtui.core.launch import run_paths, wake_workers
+from qqtui.core.intents import run_paths, wake_workers
 from qqtui.core.outage import DB_ERRORS, DbBackoff, db_error_line
 from qqtui.core.procs.spawn import DEFAULT_LOG_CAP, RunEnvironment, SpawnError, start_run
 from qqtui.core.records import DEFAULT_GRACE_S, RunRecord, StaleClaimError, Status, WorkerRecord

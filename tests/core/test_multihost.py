@@ -28,7 +28,7 @@ import psutil
 import pytest
 from sqlalchemy import make_url, text
 
-from qqtui.core.launch import submit_run
+from qqtui.core.intents import submit_run
 from qqtui.core.outage import DB_ERRORS
 from qqtui.core.records import Status
 from qqtui.core.runspec import RunSpec

@@ -10,7 +10,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from qqtui.core.launch import submit_run
+from qqtui.core.intents import submit_run
 from qqtui.core.procs.pids import boot_id
 from qqtui.core.records import Status
 from qqtui.core.runspec import RunSpec

@@ -41,7 +41,7 @@ def test_many_workers_run_every_attempt_exactly_once(
     workers: Workers,  # type: ignore[no-untyped-def]
 ) -> None:
     ledger = tmp_path / "ledger.txt"
-    from qqtui.core.launch import submit_run
+    from qqtui.core.intents import submit_run
 
     sid = None
     for _ in range(STRESS_RUNS):

@@ -88,7 +88,7 @@ def test_no_idle_exit_while_app_open_or_run_running(  # type: ignore[no-untyped-
 def test_the_demo_farewell_names_commands_that_work(home: Path, store: Store, workers) -> None:  # type: ignore[no-untyped-def]
     import shlex
 
-    from qqtui.tui.launch import demo_farewell, demo_settings
+    from qqtui.tui.entry import demo_farewell, demo_settings
 
     proc = workers.start()
     assert _wait_for(lambda: workerctl.live_local_workers(store))

@@ -11,7 +11,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from qqtui.core.launch import submit_run
+from qqtui.core.intents import submit_run
 from qqtui.core.records import Status
 from qqtui.core.runspec import RunSpec
 from qqtui.core.snapshot import Snapshot

@@ -18,7 +18,7 @@ from textual.pilot import Pilot
 from textual.widgets._footer import FooterKey
 
 from qqtui.config import Settings
-from qqtui.core.launch import output_log_path, submit_run
+from qqtui.core.intents import output_log_path, submit_run
 from qqtui.core.records import Status
 from qqtui.core.runspec import RunSpec
 from qqtui.core.snapshot import Snapshot
@@ -592,7 +592,7 @@ def test_the_app_never_runs_sql_or_signals_itself() -> None:
 
 def test_demo_home_queues_every_demo_run(tmp_path: Path) -> None:
     from qqtui.demo.catalog import demo_runs
-    from qqtui.tui.launch import demo_settings, queue_demo_runs
+    from qqtui.tui.entry import demo_settings, queue_demo_runs
 
     settings = demo_settings(tmp_path / "demo")
     with mock.patch("qqtui.core.workerctl.start_detached_worker", return_value=4242) as start:

@@ -94,7 +94,7 @@ def test_sparkline_scales_to_one_core() -> None:
 def test_progress_of_running_runs_reaches_their_row(
     tui_settings: Settings, tui_store: Store
 ) -> None:
-    from qqtui.core.launch import run_paths
+    from qqtui.core.intents import run_paths
     from qqtui.core.sessions import atomic_write_json, create_run_dir, create_session_dir
 
     home = Path(tui_settings.home)

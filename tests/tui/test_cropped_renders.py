@@ -11,7 +11,7 @@ from textual._compositor import Compositor
 from textual.geometry import Region
 
 from qqtui.config import Settings
-from qqtui.core.launch import output_log_path
+from qqtui.core.intents import output_log_path
 from qqtui.core.store import Store
 from qqtui.tui.perf import cropped_renders
 from qqtui.tui.screens.main import MainScreen

@@ -9,7 +9,7 @@ import pytest
 from rich.text import Text
 
 from qqtui.config import Settings
-from qqtui.core.launch import submit_run
+from qqtui.core.intents import submit_run
 from qqtui.core.runspec import RunSpec
 from qqtui.core.store import Store
 from qqtui.tui.app import make_app

@@ -18,7 +18,7 @@ from sqlalchemy import make_url
 
 from qqtui.config import Settings
 from qqtui.core.clock import ServerClock
-from qqtui.core.launch import submit_run
+from qqtui.core.intents import submit_run
 from qqtui.core.records import Status
 from qqtui.core.runspec import RunSpec
 from qqtui.core.store import Store
@@ -393,7 +393,7 @@ async def test_header_warns_of_a_live_workers_clock_skew_until_it_is_fixed(
 def test_a_remote_runs_log_on_a_shared_home_is_read_as_a_file(
     tui_settings: Settings, tui_store: Store
 ) -> None:
-    from qqtui.core.launch import output_log_path
+    from qqtui.core.intents import output_log_path
     from qqtui.core.monitor import Monitor
 
     home = tui_settings.home

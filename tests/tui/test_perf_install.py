@@ -49,14 +49,14 @@ def test_install_and_uninstall_put_back_exactly_what_was_there() -> None:
 
 
 PROBE = (
-    "import qqtui.tui.launch as launch; from qqtui.tui import perf;"
+    "import qqtui.tui.entry; from qqtui.tui import perf;"
     " print(perf.is_installed(), 'textual' in __import__('sys').modules)"
 )
 
 
 def test_the_entry_point_module_imports_no_textual_and_installs_nothing_yet() -> None:
     # Textual must be imported by `import_app` (it reads TEXTUAL_FPS once, at import):
-    # `qqtui` reaches tui/launch.py first, so that module and perf's package stay light.
+    # `qqtui` reaches tui/entry.py first, so that module and perf's package stay light.
     result = subprocess.run(
         [sys.executable, "-c", PROBE], capture_output=True, text=True, check=True
     )

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import pytest
 
 from qqtui.config import Settings
-from qqtui.core.launch import submit_run
+from qqtui.core.intents import submit_run
 from qqtui.core.runspec import RunSpec
 from qqtui.core.store import Store
 from qqtui.tui.app import QqApp, make_app

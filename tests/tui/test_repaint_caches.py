@@ -14,7 +14,7 @@ from textual.scrollbar import ScrollBar
 from textual.strip import Strip
 
 from qqtui.config import Settings
-from qqtui.core.launch import output_log_path
+from qqtui.core.intents import output_log_path
 from qqtui.core.store import Store
 from qqtui.tui.perf import bar_repaints, content_keyed_lines
 from qqtui.tui.widgets.output_view import OutputView

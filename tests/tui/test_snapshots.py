@@ -13,7 +13,7 @@ from textual.widgets import Input
 
 from qqtui.config import Settings
 from qqtui.core import sessions
-from qqtui.core.launch import output_log_path
+from qqtui.core.intents import output_log_path
 from qqtui.core.records import Status
 from qqtui.core.runspec import RunSpec
 from qqtui.core.store import Store

@@ -75,7 +75,7 @@ class RunsMixin(StoreBase):
         hold_s: float = 0.0,
     ) -> RunRecord:
         """Insert a queued run of `spec` (its cwd resolved) and its creation event in one
-        transaction. `submit_run` (launch.py) resolves and validates the spec first.
+        transaction. `submit_run` (intents.py) resolves and validates the spec first.
 
         `worktree`: the run works in that existing worktree (resume). With
         `hold_reason` the run is not claimable for `hold_s` seconds (or until

@@ -10,7 +10,7 @@
 - `interpreter`: TEXTUAL_FPS, the garbage collector and the switch interval.
 
 Each says why and what it measured, and gives the same answers as the code it replaces.
-The app's entry point (tui/launch.py) calls `install()` before the app is built; an app
+The app's entry point (tui/entry.py) calls `install()` before the app is built; an app
 built anywhere else (tests) runs on stock Textual unless it is installed around it.
 tests/tui/test_textual_private_names.py lists every private name used here, and fails on
 one used outside this folder.

@@ -2,7 +2,7 @@
 
 Textual prints an unhandled error's traceback and exits with return code 1, but gives
 the entry point nothing to save. Its private hook `App._handle_exception` is where every
-such error passes; the first one is kept (tui/launch.py saves it in the home)."""
+such error passes; the first one is kept (tui/entry.py saves it in the home)."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 
-from qqtui.core import launch
+from qqtui.core import intents
 from qqtui.core.monitor import RemoteOutput
 from qqtui.core.records import DEFAULT_GRACE_S, RunRecord, Status
 from qqtui.core.runspec import RunSpec
@@ -294,7 +294,7 @@ class MainScreen(Screen[None]):
             tree = None
             pids_title = "processes"
         else:
-            path = launch.output_log_path(self.qq.home, run)
+            path = intents.output_log_path(self.qq.home, run)
             # Text, not str: a border title string is markup, and run names are user input.
             output_title = Text(f"output · run {run.id} · {plain_field(run.name)}")
             tree = poll.result.trees.get(run.id) if poll is not None else None
@@ -396,7 +396,7 @@ class MainScreen(Screen[None]):
         self.notify(f"Queueing {' '.join(request.argv)[:60]} …", timeout=2, markup=False)
 
         def submit() -> IntentOutcome:
-            run = launch.submit_run(app.store, app.home, request, actor="tui")
+            run = intents.submit_run(app.store, app.home, request, actor="tui")
             return IntentOutcome(
                 f"Queued run {run.id} ({plain_field(run.name)}) in session {run.session_id}", run
             )
@@ -445,9 +445,9 @@ class MainScreen(Screen[None]):
 
         def stop() -> IntentOutcome:
             if kill:
-                after = launch.kill_run(app.store, run.id, actor="tui")
+                after = intents.kill_run(app.store, run.id, actor="tui")
             else:
-                after = launch.cancel_run(app.store, run.id, DEFAULT_GRACE_S, actor="tui")
+                after = intents.cancel_run(app.store, run.id, DEFAULT_GRACE_S, actor="tui")
             if after.status.is_final:
                 return IntentOutcome(f"Run {run.id} {after.status.value} before it started", after)
             what = "kill" if kill else "cancel"
@@ -464,7 +464,7 @@ class MainScreen(Screen[None]):
         app = self.qq
 
         def retry() -> IntentOutcome:
-            after = launch.retry_run(app.store, run.id, actor="tui")
+            after = intents.retry_run(app.store, run.id, actor="tui")
             return IntentOutcome(f"Run {run.id} queued again (attempt {after.attempt})", after)
 
         app.run_intent(retry)
@@ -476,7 +476,7 @@ class MainScreen(Screen[None]):
         app = self.qq
 
         def resume() -> IntentOutcome:
-            new = launch.resume_session(app.store, app.home, run.session_id, actor="tui")
+            new = intents.resume_session(app.store, app.home, run.session_id, actor="tui")
             return IntentOutcome(f"Resumed session {run.session_id} as run {new.id}", new)
 
         app.run_intent(resume)
@@ -561,7 +561,7 @@ class MainScreen(Screen[None]):
         app = self.qq
 
         def send() -> IntentOutcome:
-            launch.signal_run_process(app.home, run, proc.pid, proc.create_time, event.sig)
+            intents.signal_run_process(app.home, run, proc.pid, proc.create_time, event.sig)
             return IntentOutcome(
                 f"Sent {name} to process {proc.pid} ({plain_field(proc.name)}) of run {run.id}"
             )

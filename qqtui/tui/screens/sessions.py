@@ -17,7 +17,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
-from qqtui.core import launch, presentation
+from qqtui.core import intents, presentation
 from qqtui.core.profiles import migrate_all_legacy_histories
 from qqtui.core.records import Status
 from qqtui.core.sessions import (
@@ -49,7 +49,7 @@ class SessionRow:
 
 def _resume(app: QqApp, session_id: str) -> None:
     def resume() -> IntentOutcome:
-        new = launch.resume_session(app.store, app.home, session_id, actor="tui")
+        new = intents.resume_session(app.store, app.home, session_id, actor="tui")
         return IntentOutcome(f"Resumed session {session_id} as run {new.id}", new)
 
     app.run_intent(resume)

@@ -11,7 +11,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from qqtui.core import presentation
-from qqtui.core.launch import output_log_path, run_paths
+from qqtui.core.intents import output_log_path, run_paths
 from qqtui.core.records import EventRecord, RunRecord
 from qqtui.core.termtext import plain_line
 from qqtui.tui.widgets import formatting as fmt

@@ -52,7 +52,7 @@ def queue_demo_runs(settings: Settings) -> list[int]:
     """Queue every demo run (see qqtui.demo.catalog); returns their ids. The app starts
     the worker: a second `ensure_worker` here would race the first one's registration
     and start two."""
-    from qqtui.core.launch import submit_run
+    from qqtui.core.intents import submit_run
     from qqtui.core.runspec import RunSpec
     from qqtui.core.sessions import ensure_home
     from qqtui.core.store import Store
