@@ -14,6 +14,7 @@ from unittest import mock
 
 import psutil
 import pytest
+from textual import events
 from textual.pilot import Pilot
 from textual.widgets._footer import FooterKey
 
@@ -388,6 +389,27 @@ def _screen_text(app: QqApp) -> str:
     """Everything on screen as plain text (what a person would read)."""
     strips = app.screen._compositor.render_strips()
     return "\n".join(strip.text for strip in strips)
+
+
+@pytest.mark.asyncio
+async def test_keys_typed_right_after_slash_go_to_the_filter_not_to_the_table(
+    tui_settings: Settings, tui_store: Store
+) -> None:
+    # A fast typist (or a paste) sends "/" and the words in one burst: every key is in
+    # the app's queue before "/" is handled. They must all land in the box, not on the
+    # table's bindings ("n" opens the launch form, "r" resumes, "k" kills).
+    done = add(tui_store, tui_settings, "echo", "x", name="printer")
+    app = app_for(tui_settings, tui_store)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: shown_ids(app) == [done])
+        for char in "/prin":
+            app.post_message(events.Key("slash" if char == "/" else char, char))
+        await wait_until(pilot, lambda: app.screen.query_one("#filter").value == "prin")
+        await pilot.pause()
+        assert isinstance(app.screen, MainScreen), "a key reached the table's bindings"
+        assert [r.id for r in Snapshot(tui_settings.db_url).runs()] == [done]
+        await pilot.press("slash", "x")  # in the box, "/" is text
+        assert app.screen.query_one("#filter").value == "prin/x"
 
 
 @pytest.mark.asyncio

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import on, work
+from textual.actions import SkipAction
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
@@ -102,6 +103,9 @@ class MainScreen(Screen[None]):
             key_display="/",
             tooltip="Filter runs by text and status",
             id="main.filter",
+            # Priority: handled by the app as the key arrives, so the focus is in the box
+            # before the keys typed right after "/" are sent anywhere (see action_filter).
+            priority=True,
         ),
         Binding(
             "H",
@@ -124,6 +128,7 @@ class MainScreen(Screen[None]):
             "Search",
             tooltip="Search the selected run's output (then n / N)",
             id="main.search",
+            priority=True,  # as "/": the words typed next are the search's
         ),
         Binding(
             "escape",
@@ -495,14 +500,22 @@ class MainScreen(Screen[None]):
         self.query_one(OutputView).action_toggle_follow()
 
     def action_search(self) -> None:
-        output = self.query_one(OutputView)
-        output.focus()
-        output.action_open_search()
+        self.query_one(OutputView).action_open_search()
 
     def action_filter(self) -> None:
+        """Open the filter box and move the focus there at once.
+
+        A fast typist (or a paste) sends "/" and the words in one burst. The app hands
+        each key to the widget focused when the key arrives, so the focus must move
+        while "/" is handled by the app (a priority binding, and `set_focus`, not
+        `Widget.focus`, which waits for the queue): else "n" opened the launch form
+        and "r" resumed a run. In a text box "/" is text, not this key.
+        """
+        if isinstance(self.focused, Input):
+            raise SkipAction()
         box = self.query_one("#filter", Input)
         box.add_class("-open")
-        box.focus()
+        self.set_focus(box)
 
     def action_close_filter(self) -> None:
         """Escape drops the filter and shows every run again (as in k9s and lazygit);

@@ -519,7 +519,9 @@ class OutputView(ScrollOnlyGrowth, ScrollView, can_focus=True):
             search.add_class("-open")
             self._update_virtual_size()
         search.value = self._query
-        search.focus()
+        # At once (see MainScreen.action_filter): the words typed right after the key
+        # are already queued, and they are the search's.
+        self.screen.set_focus(search)
 
     def action_close_search(self) -> None:
         search = self.query_one("#output-view-search", Input)
