@@ -24,8 +24,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.exc import DBAPIError
 
 from qqtui.config import sqlite_path
-from qqtui.core.models import runs_table
-from qqtui.core.records import QqError
+from qqtui.core.records import RUN_FIELDS, QqError
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 PG_POOL_SIZE = 4  # a worker's loop is one thread; the TUI adds a few readers
@@ -188,9 +187,8 @@ def server_epoch(engine: Engine) -> float:
 # SQLAlchemy Core it cost ~1.4 ms of client CPU per claim (statement construction,
 # cache keys, result wrapping) around ~150 µs of SQLite work; as fixed SQL on the
 # pooled connection's own cursor it costs little more than the database's work. The
-# text is built once per dialect from the table definition, so it follows the schema.
-
-RUN_COLUMNS: tuple[str, ...] = tuple(column.name for column in runs_table.columns)
+# text is built once per dialect from the run's declared columns (RUN_FIELDS), so it
+# follows the schema.
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,11 +197,11 @@ class ClaimSQL:
 
     SQLite (`single_statement` False), in one BEGIN IMMEDIATE transaction:
     `leased_due` (a row if any due run has leases: the store then takes its
-    lease-aware path), `claim` (UPDATE ... RETURNING RUN_COLUMNS) and `events`
+    lease-aware path), `claim` (UPDATE ... RETURNING RUN_FIELDS) and `events`
     (executemany, one row per claimed run).
 
     PostgreSQL (`single_statement` True): `claim` alone does all three, committed on
-    its own (autocommit): its rows are (leased_due, *RUN_COLUMNS), one row with NULL
+    its own (autocommit): its rows are (leased_due, *RUN_FIELDS), one row with NULL
     run columns when it claimed nothing. One round trip and one commit per claim,
     instead of five round trips (BEGIN, check, claim, insert, COMMIT).
     """
@@ -253,7 +251,7 @@ def claim_sql(dialect_name: str) -> ClaimSQL:
         f" heartbeat_at = {p('now')}, activity_at = {p('now')}, exit_code = NULL,"
         " signal = NULL, reason = NULL, version = version + 1"
     )
-    columns = ", ".join(RUN_COLUMNS)
+    columns = ", ".join(RUN_FIELDS)
     if not pg:
         return ClaimSQL(
             single_statement=False,
@@ -271,8 +269,8 @@ def claim_sql(dialect_name: str) -> ClaimSQL:
                 " :actor, :host)"
             ),
         )
-    returning = ", ".join(f"runs.{c}" for c in RUN_COLUMNS)
-    claimed_columns = ", ".join(f"claimed.{c}" for c in RUN_COLUMNS)
+    returning = ", ".join(f"runs.{c}" for c in RUN_FIELDS)
+    claimed_columns = ", ".join(f"claimed.{c}" for c in RUN_FIELDS)
     return ClaimSQL(
         single_statement=True,
         claim=(

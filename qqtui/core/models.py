@@ -1,83 +1,81 @@
-"""The job table: SQLModel tables for runs, their events, and the workers that run them."""
+"""The job table: the runs table built from RunRecord's declaration, and the SQLModel
+tables for their events, the workers that run them, output tails and schema facts."""
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, Column, Index, LargeBinary, Text
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    Text,
+)
 from sqlmodel import Field, SQLModel
+
+from qqtui.core.columns import NO_DEFAULT, StoredField
+from qqtui.core.records import RUN_STORED_FIELDS
 
 # 2: runs.retry_on_lost, workers.clock_skew_s, the run_outputs table (multi-host mode).
 # 3: runs.workspace, locks, paths, leased (conflict-aware claim) and the worktree columns.
 SCHEMA_VERSION = 3
 
 
-class RunRow(SQLModel, table=True):
-    __tablename__ = "runs"
+# The run's columns are declared once, as RunRecord's fields (records.py, stdlib so
+# the CLI's read paths need no SQLAlchemy). The runs table is built from them as a
+# plain SQLAlchemy Core table on SQLModel's metadata, so create_all makes it with the
+# other tables. Not an SQLModel class: the store never instantiates table rows (it
+# speaks Core and driver SQL and hands out RunRecords), so a generated class would
+# be a second, unused model of the same columns.
+_KINDS: dict[str, Any] = {
+    "integer": Integer,
+    "float": Float,
+    "boolean": Boolean,
+    "string": String,  # VARCHAR, as SQLModel's AutoString compiles on SQLite and PostgreSQL
+    "text": Text,
+    "json": JSON,
+}
+
+
+def _column(field: StoredField) -> Column[Any]:
+    extra: dict[str, Any] = {}
+    if field.insert_default is not NO_DEFAULT:
+        extra["default"] = field.insert_default
+    return Column(
+        field.name,
+        _KINDS[field.kind],
+        primary_key=field.primary_key,
+        nullable=field.nullable,
+        **extra,
+    )
+
+
+runs_table = Table(
+    "runs",
+    SQLModel.metadata,
+    *(_column(field) for field in RUN_STORED_FIELDS),
     # Every index holding `status` is rewritten by every transition, and on SQLite a
     # claim's commit costs about one page write per index it touches: keep them few.
     # Queries by worker or host always ask for running runs too, which the status
     # prefix of these indexes already narrows to a handful of rows.
-    __table_args__ = (
-        # The claim walks the queue in id order: "is any leased run due?" (asked by
-        # every claim), the unleased claim's `leased = false ORDER BY id`, and the
-        # lease-aware claim's two id-ordered ranges all read this index in order
-        # (without it every claim sorted the whole queue: 4 ms at 20,000 queued). Its
-        # status prefix also finds the running runs of a worker or host.
-        Index("ix_runs_queue_leased", "status", "leased", "id"),
-        Index("ix_runs_session", "session_id"),
-    )
-
-    id: int | None = Field(default=None, primary_key=True)
-    name: str = ""
-    agent: str = "default"
-    argv: list[str] = Field(sa_column=Column(JSON, nullable=False))
-    cwd: str
-    env: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
-    session_id: str
-    status: str = "queued"
-    attempt: int = 1
-    max_retries: int = 0
-    # Requeue (as the next attempt, counted against max_retries) when the run's worker
-    # is declared dead by a rescue; off by default because the command may have had
-    # side effects before its worker vanished.
-    retry_on_lost: bool = False
-    not_before: float | None = None
-    timeout_s: float | None = None
-    hung_after_s: float = 300.0
-    hung: bool = False
-    pid: int | None = None
-    pid_create_time: float | None = None
-    pgid: int | None = None
-    shim_pid: int | None = None
-    shim_create_time: float | None = None
-    host: str | None = None
-    worker_id: str | None = None
-    claim_token: str | None = None
-    created_at: float
-    started_at: float | None = None
-    finished_at: float | None = None
-    heartbeat_at: float | None = None
-    activity_at: float | None = None
-    exit_code: int | None = None
-    signal: int | None = None
-    reason: str | None = Field(default=None, sa_column=Column(Text))
-    cancel_requested: bool = False
-    kill_requested: bool = False
-    cancel_grace_s: float | None = None
-    stop_cause: str | None = None
-    output_bytes: int = 0
-    version: int = 1
-    # Leases held while running (see leases.py): the real path of the cwd (None with
-    # --shared-workspace or --paths), lock names, absolute path globs. `leased` says
-    # whether any is set, so the claim can keep its one-statement path for the rest.
-    workspace: str | None = Field(default=None, sa_column=Column(Text))
-    locks: list[str] | None = Field(default=None, sa_column=Column(JSON))
-    paths: list[str] | None = Field(default=None, sa_column=Column(JSON))
-    leased: bool = False
-    # A run in its own git worktree (workspaces.py): the worktree is its cwd.
-    worktree: str | None = Field(default=None, sa_column=Column(Text))
-    worktree_repo: str | None = Field(default=None, sa_column=Column(Text))
-    worktree_branch: str | None = None
-    keep_worktree: bool = False
+    #
+    # The claim walks the queue in id order: "is any leased run due?" (asked by
+    # every claim), the unleased claim's `leased = false ORDER BY id`, and the
+    # lease-aware claim's two id-ordered ranges all read this index in order
+    # (without it every claim sorted the whole queue: 4 ms at 20,000 queued). Its
+    # status prefix also finds the running runs of a worker or host.
+    Index("ix_runs_queue_leased", "status", "leased", "id"),
+    Index("ix_runs_session", "session_id"),
+)
+# Indexes of earlier versions that cost every transition more than they saved; the
+# store drops them from existing databases (an older qqtui re-creates them: harmless).
+RETIRED_RUN_INDEXES = ("ix_runs_claim", "ix_runs_worker", "ix_runs_queue_order")
 
 
 class EventRow(SQLModel, table=True):
@@ -135,10 +133,6 @@ class MetaRow(SQLModel, table=True):
     value: str
 
 
-runs_table = RunRow.__table__  # type: ignore[attr-defined]
-# Indexes of earlier versions that cost every transition more than they saved; the
-# store drops them from existing databases (an older qqtui re-creates them: harmless).
-RETIRED_RUN_INDEXES = ("ix_runs_claim", "ix_runs_worker", "ix_runs_queue_order")
 events_table = EventRow.__table__  # type: ignore[attr-defined]
 workers_table = WorkerRow.__table__  # type: ignore[attr-defined]
 meta_table = MetaRow.__table__  # type: ignore[attr-defined]

@@ -7,6 +7,7 @@ for SQLAlchemy.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import json
 import time
 from collections.abc import Sequence
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, NamedTuple
 
+from qqtui.core.columns import column, stored_fields
 from qqtui.core.errors import (  # re-exported: records is where callers look for them
     IllegalTransitionError,
     NotFoundError,
@@ -27,6 +29,8 @@ __all__ = [
     "DEFAULT_GRACE_S",
     "FINAL_STATUSES",
     "MAX_RETRIES",
+    "RUN_FIELDS",
+    "RUN_STORED_FIELDS",
     "TRANSITIONS",
     "EventRecord",
     "IllegalTransitionError",
@@ -101,20 +105,6 @@ def transition_allowed(old: Status | None, new: Status) -> bool:
     return new in TRANSITIONS[old]
 
 
-# Columns of schema 3, defaulted when a read-only snapshot meets a not yet migrated
-# file (`qqtui ls` never migrates; the first store open does).
-_ADDED_IN_V3: dict[str, Any] = {
-    "workspace": None,
-    "locks": None,
-    "paths": None,
-    "leased": False,
-    "worktree": None,
-    "worktree_repo": None,
-    "worktree_branch": None,
-    "keep_worktree": False,
-}
-
-
 _EMPTY_JSON = {"[]": (), "{}": {}, "null": None}
 
 
@@ -140,23 +130,31 @@ class Worktree(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class RunRecord:
-    """One run as it stands in the job table."""
+    """One run as it stands in the job table.
 
-    id: int
-    name: str
-    agent: str
+    Its fields are the table's columns, in order: each field's annotation and
+    `column()` facts are the one declaration that models.py builds the table from
+    and that the decoders and JSON output below derive from.
+    """
+
+    id: int = column(primary_key=True)
+    name: str = column(insert_default="")
+    agent: str = column(insert_default="default")
     argv: tuple[str, ...]
     cwd: str
     env: dict[str, str]
     session_id: str
-    status: Status
-    attempt: int
-    max_retries: int
-    retry_on_lost: bool
+    status: Status = column(insert_default=Status.QUEUED.value)  # noqa: RUF009 (a field())
+    attempt: int = column(insert_default=1)
+    max_retries: int = column(insert_default=0)
+    # Requeue (as the next attempt, counted against max_retries) when the run's worker
+    # is declared dead by a rescue; off by default because the command may have had
+    # side effects before its worker vanished.
+    retry_on_lost: bool = column(insert_default=False, since=2)
     not_before: float | None
     timeout_s: float | None
-    hung_after_s: float
-    hung: bool
+    hung_after_s: float = column(insert_default=300.0)
+    hung: bool = column(insert_default=False)
     pid: int | None
     pid_create_time: float | None
     pgid: int | None
@@ -164,7 +162,9 @@ class RunRecord:
     shim_create_time: float | None
     host: str | None
     worker_id: str | None
-    claim_token: str | None
+    # The worker's fencing token: whoever holds it may write the run as its owner, so
+    # it stays out of the JSON output.
+    claim_token: str | None = column(in_json=False)
     created_at: float
     started_at: float | None
     finished_at: float | None
@@ -172,27 +172,34 @@ class RunRecord:
     activity_at: float | None
     exit_code: int | None
     signal: int | None
-    reason: str | None
-    cancel_requested: bool
-    kill_requested: bool
+    reason: str | None = column(text=True)
+    cancel_requested: bool = column(insert_default=False)
+    kill_requested: bool = column(insert_default=False)
     cancel_grace_s: float | None
     stop_cause: str | None
-    output_bytes: int
-    version: int
-    workspace: str | None  # the directory it leases while running (None: shared)
-    locks: tuple[str, ...]  # declared lock names
-    paths: tuple[str, ...]  # declared path globs, absolute
-    leased: bool  # holds any of the three (the claim checks conflicts for it)
-    worktree: str | None  # its own git worktree (also its cwd)
-    worktree_repo: str | None  # the repository the worktree belongs to
-    worktree_branch: str | None
-    keep_worktree: bool
+    output_bytes: int = column(insert_default=0)
+    version: int = column(insert_default=1)
+    # Leases held while running (see leases.py). Schema 3 added these columns with
+    # ALTER TABLE, so locks and paths may be NULL in the table; the record reads NULL
+    # as empty. `leased` says whether any lease is set, so the claim can keep its
+    # one-statement path for the rest.
+    # the directory it leases while running (None: shared, or --paths)
+    workspace: str | None = column(text=True, since=3)
+    locks: tuple[str, ...] = column(nullable=True, since=3)  # declared lock names
+    paths: tuple[str, ...] = column(nullable=True, since=3)  # declared path globs, absolute
+    leased: bool = column(insert_default=False, since=3)
+    # A run in its own git worktree (workspaces.py): the worktree is also its cwd.
+    worktree: str | None = column(text=True, since=3)
+    worktree_repo: str | None = column(text=True, since=3)  # the repository it belongs to
+    worktree_branch: str | None = column(since=3)
+    keep_worktree: bool = column(insert_default=False, since=3)
 
     @classmethod
     def from_row(cls, row: Any) -> RunRecord:
         """Build from a mapping of column values (SQLAlchemy row, sqlite3.Row or dict)."""
         data = _decoded_row(row, tuple)
-        data["status"] = Status(data["status"])
+        for name, enum_type in _ENUM_FIELDS:
+            data[name] = enum_type(data[name])
         return cls(**data)
 
     @staticmethod
@@ -201,7 +208,8 @@ class RunRecord:
         order, without building the record in between (`ls --json` prints thousands of
         these; the record and a dict per row would cost half of its time)."""
         data = _decoded(dict(zip(RUN_FIELDS, values, strict=True)), list)
-        data.pop("claim_token")
+        for name in _NOT_IN_JSON:
+            del data[name]
         return data
 
     @property
@@ -224,45 +232,55 @@ class RunRecord:
     def to_json(self) -> dict[str, Any]:
         # Not dataclasses.asdict: its recursive deep copy made `ls --json` on 10,000
         # runs take seconds.
-        data = {name: getattr(self, name) for name in _RUN_FIELDS}
-        data["env"] = dict(self.env)
-        data["argv"] = list(self.argv)
-        data["locks"] = list(self.locks)
-        data["paths"] = list(self.paths)
-        data["status"] = str(self.status)
-        data.pop("claim_token")
+        data = {name: getattr(self, name) for name in _JSON_FIELDS}
+        for name in _SEQUENCE_FIELDS:
+            data[name] = list(data[name])
+        for name in _MAPPING_FIELDS:
+            data[name] = dict(data[name])
+        for name, _ in _ENUM_FIELDS:
+            data[name] = str(data[name])
         return data
 
 
-_RUN_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(RunRecord))
-RUN_FIELDS = _RUN_FIELDS  # the record's fields (= the table's columns), in field order
-_RUN_FLAGS = (
-    "hung",
-    "cancel_requested",
-    "kill_requested",
-    "retry_on_lost",
-    "leased",
-    "keep_worktree",
+# Derived once from RunRecord's declaration, so the per-row paths below only walk
+# short precomputed tuples.
+RUN_STORED_FIELDS = stored_fields(RunRecord)
+RUN_FIELDS: tuple[str, ...] = tuple(f.name for f in RUN_STORED_FIELDS)
+"""The record's fields = the table's columns, in order."""
+_JSON_FIELDS = tuple(f.name for f in RUN_STORED_FIELDS if f.in_json)
+_NOT_IN_JSON = tuple(f.name for f in RUN_STORED_FIELDS if not f.in_json)
+# JSON columns hold lists (the record's tuples) or objects (its dicts).
+_SEQUENCE_FIELDS = tuple(
+    f.name for f in RUN_STORED_FIELDS if f.kind == "json" and f.base is not dict
 )
+_MAPPING_FIELDS = tuple(f.name for f in RUN_STORED_FIELDS if f.kind == "json" and f.base is dict)
+# SQLite hands booleans back as 0/1.
+_RUN_FLAGS = tuple(f.name for f in RUN_STORED_FIELDS if f.kind == "boolean")
+_ENUM_FIELDS = tuple((f.name, f.base) for f in RUN_STORED_FIELDS if issubclass(f.base, enum.Enum))
+# Columns added after schema 1, defaulted when a read-only snapshot meets a not yet
+# migrated file (`qqtui ls` never migrates; the first store open does).
+_OLD_ROW_DEFAULTS: dict[str, Any] = {
+    f.name: f.old_row_default for f in RUN_STORED_FIELDS if f.since > 1
+}
 
 
 def _decoded_row(row: Any, sequence: type[tuple] | type[list]) -> dict[str, Any]:
     """A run row's values by field name, JSON columns decoded (lists as `sequence`)
     and flags as bools; the status stays its string."""
     try:
-        data = {name: row[name] for name in _RUN_FIELDS}
-    except KeyError:  # a row read before the v3 columns existed
+        data = {name: row[name] for name in RUN_FIELDS}
+    except KeyError:  # a row read before the newest columns existed
         keys = set(row.keys())
-        data = {name: row[name] if name in keys else _ADDED_IN_V3[name] for name in _RUN_FIELDS}
+        data = {name: row[name] if name in keys else _OLD_ROW_DEFAULTS[name] for name in RUN_FIELDS}
     return _decoded(data, sequence)
 
 
 def _decoded(data: dict[str, Any], sequence: type[tuple] | type[list]) -> dict[str, Any]:
     """`data` (raw column values by field name) decoded in place, see `_decoded_row`."""
-    data["argv"] = sequence(_decode_json(data["argv"], []))
-    data["env"] = dict(_decode_json(data["env"], {}))
-    data["locks"] = sequence(_decode_json(data["locks"], []))
-    data["paths"] = sequence(_decode_json(data["paths"], []))
+    for name in _SEQUENCE_FIELDS:
+        data[name] = sequence(_decode_json(data[name], []))
+    for name in _MAPPING_FIELDS:
+        data[name] = dict(_decode_json(data[name], {}))
     for flag in _RUN_FLAGS:
         data[flag] = bool(data[flag])
     return data

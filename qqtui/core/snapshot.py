@@ -23,6 +23,7 @@ from typing import Any, NamedTuple, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from qqtui.config import sqlite_path
+from qqtui.core.columns import require_projection
 from qqtui.core.records import (
     RUN_FIELDS,
     EventRecord,
@@ -118,6 +119,8 @@ class RunLine(NamedTuple):
         return max(0.0, end - self.started_at)
 
 
+# A projection may narrow the record, never name a column it does not have.
+require_projection(RunLine, RunRecord)
 _RUN_LINE_SQL = f"SELECT {', '.join(RunLine._fields)} FROM runs"
 # Only a running run changes without a version bump (its worker's pid, activity and
 # output writes); every other change is a transition, which bumps the version.

@@ -14,7 +14,6 @@ from sqlalchemy import Connection, Engine, select
 
 from qqtui.core.clock import ServerClock
 from qqtui.core.dialects import (
-    RUN_COLUMNS,
     HeldConnection,
     driver_cursor,
     driver_sql,
@@ -23,9 +22,9 @@ from qqtui.core.dialects import (
     server_epoch,
 )
 from qqtui.core.models import events_table
-from qqtui.core.records import EventRecord, NotFoundError, RunRecord
+from qqtui.core.records import RUN_FIELDS, EventRecord, NotFoundError, RunRecord
 
-_SELECT_RUNS = f"SELECT {', '.join(RUN_COLUMNS)} FROM runs"
+_SELECT_RUNS = f"SELECT {', '.join(RUN_FIELDS)} FROM runs"
 _INSERT_EVENT = (
     "INSERT INTO events (run_id, at, kind, from_status, to_status, reason, actor, host)"
     " VALUES (:run_id, :at, :kind, :from_status, :to_status, :reason, :actor, :host)"
@@ -163,7 +162,7 @@ class StoreBase:
                 driver_sql(conn.dialect.name, sql or f"{_SELECT_RUNS} WHERE {where}"), params
             )
             return [
-                RunRecord.from_row(dict(zip(RUN_COLUMNS, r, strict=True))) for r in cur.fetchall()
+                RunRecord.from_row(dict(zip(RUN_FIELDS, r, strict=True))) for r in cur.fetchall()
             ]
 
     def server_time(self) -> float:

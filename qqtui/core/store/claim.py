@@ -8,7 +8,6 @@ from typing import Any
 from sqlalchemy import Connection, or_, select, update
 
 from qqtui.core.dialects import (
-    RUN_COLUMNS,
     ClaimSQL,
     claim_event_reason,
     claim_sql,
@@ -17,7 +16,7 @@ from qqtui.core.dialects import (
 )
 from qqtui.core.leases import WAIT_PREFIX, LeaseSet, admit
 from qqtui.core.models import runs_table
-from qqtui.core.records import RunRecord, Status
+from qqtui.core.records import RUN_FIELDS, RunRecord, Status
 from qqtui.core.store.base import StoreBase
 
 # How far down the due queue one claim looks for runs whose leases are free: a run
@@ -67,7 +66,7 @@ class ClaimMixin(StoreBase):
             cur.execute(sql.claim, params)
             result = cur.fetchall()
         leased_due = bool(result and result[0][0])
-        rows = [dict(zip(RUN_COLUMNS, r[1:], strict=True)) for r in result if r[1] is not None]
+        rows = [dict(zip(RUN_FIELDS, r[1:], strict=True)) for r in result if r[1] is not None]
         return leased_due, rows
 
     def _claim_in_transaction(
@@ -80,7 +79,7 @@ class ClaimMixin(StoreBase):
             if cur.fetchone() is not None:
                 return True, []
             cur.execute(sql.claim, params)
-            rows = [dict(zip(RUN_COLUMNS, r, strict=True)) for r in cur.fetchall()]
+            rows = [dict(zip(RUN_FIELDS, r, strict=True)) for r in cur.fetchall()]
             if rows:
                 cur.executemany(
                     sql.events,

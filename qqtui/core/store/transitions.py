@@ -10,10 +10,11 @@ from typing import Any
 
 from sqlalchemy import or_, update
 
-from qqtui.core.dialects import RUN_COLUMNS
 from qqtui.core.models import runs_table
 from qqtui.core.records import (
     FINAL_STATUSES,
+    RUN_FIELDS,
+    RUN_STORED_FIELDS,
     IllegalTransitionError,
     RunRecord,
     StaleClaimError,
@@ -45,7 +46,7 @@ ATTEMPT_FIELDS_RESET: dict[str, Any] = {
 }
 
 
-_SCALAR_COLUMNS = frozenset(RUN_COLUMNS) - {"argv", "env", "locks", "paths"}
+_SCALAR_COLUMNS = frozenset(f.name for f in RUN_STORED_FIELDS if f.kind != "json")
 
 
 def _assignments(values: dict[str, Any]) -> str:
@@ -205,7 +206,7 @@ class TransitionsMixin(StoreBase):
                     },
                     sql=f"UPDATE runs SET {_assignments(sets)}, version = version + 1"
                     f" WHERE id = :id AND status = :old_status AND version = :old_version"
-                    f"{fenced} RETURNING {', '.join(RUN_COLUMNS)}",
+                    f"{fenced} RETURNING {', '.join(RUN_FIELDS)}",
                 )
                 if not updated:
                     continue  # lost the race: re-read and decide again
