@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import codecs
 import contextlib
-import inspect
 import os
 import random
 import re
@@ -72,10 +71,10 @@ PY = sys.executable
 
 def submit(store: Store, home: Path, argv: list[str], **kwargs: object) -> RunRecord:
     """`intents.submit_run` for runs that all share cwd "/": they must run side by side,
-    so they opt out of the working-directory lease where this qqtui has leases."""
-    if "shared_workspace" in inspect.signature(submit_run).parameters:
-        kwargs["shared_workspace"] = True
-    return submit_run(store, home, RunSpec(argv, **kwargs))  # type: ignore[arg-type]
+    so they opt out of the working-directory lease. (To bench a commit from before
+    RunSpec, run that commit's own bench/.)"""
+    spec = RunSpec(tuple(argv), shared_workspace=True, **kwargs)  # type: ignore[arg-type]
+    return submit_run(store, home, spec)
 
 
 SESSION = "20260101_000000_abcdef12"
