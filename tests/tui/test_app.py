@@ -16,6 +16,7 @@ import psutil
 import pytest
 from textual import events
 from textual.pilot import Pilot
+from textual.widgets import Input
 from textual.widgets._footer import FooterKey
 
 from qqtui.config import Settings
@@ -410,6 +411,22 @@ async def test_keys_typed_right_after_slash_go_to_the_filter_not_to_the_table(
         assert [r.id for r in Snapshot(tui_settings.db_url).runs()] == [done]
         await pilot.press("slash", "x")  # in the box, "/" is text
         assert app.screen.query_one("#filter").value == "prin/x"
+
+
+@pytest.mark.asyncio
+async def test_a_command_typed_right_after_n_lands_in_the_launch_form(
+    tui_settings: Settings, tui_store: Store
+) -> None:
+    app = app_for(tui_settings, tui_store)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: isinstance(app.screen, MainScreen))
+        for char in "nsleep 5":
+            app.post_message(events.Key("space" if char == " " else char, char))
+        await wait_until(pilot, lambda: isinstance(app.screen, LaunchForm))
+        box = app.screen.query_one("#launch-command", Input)
+        await wait_until(pilot, lambda: box.value == "sleep 5", what=f"the command ({box.value!r})")
+        await pilot.press("x")  # and the box keeps the focus
+        assert box.value == "sleep 5x"
 
 
 @pytest.mark.asyncio

@@ -7,7 +7,7 @@ import os
 import shlex
 from pathlib import Path
 
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -92,7 +92,25 @@ class LaunchForm(ModalScreen[RunSpec | None]):
         yield Label("", id=f"launch-{key}-error", classes="field-error")
 
     def on_mount(self) -> None:
-        self.query_one("#launch-command", Input).focus()
+        box = self.query_one("#launch-command", Input)
+        # Its first characters may be in it before its focus comes (see on_key): the
+        # focus must not select them, or the next key would replace them.
+        box.select_on_focus = False
+        box.focus()
+
+    def on_key(self, event: events.Key) -> None:
+        """Keys typed right after `n` reach the form before its command box has the
+        focus (the app hands a key to what is focused when the key arrives: nothing,
+        while the form mounts, then its scrolling container), and came to the screen
+        itself: they are the command's first characters. A key that bubbled up from
+        another field (a checkbox, a select, a button) is left alone."""
+        box = self.query_one("#launch-command", Input)
+        field = isinstance(self.focused, (Input, Select, Checkbox, Button))
+        if event.is_printable and event.character and (self.focused is box or not field):
+            event.stop()
+            event.prevent_default()
+            self.set_focus(box)
+            box.insert_text_at_cursor(event.character)
         self._load_sessions()
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="launch-sessions")

@@ -59,7 +59,14 @@ class MainScreen(Screen[None]):
     """The runs and everything about the selected one."""
 
     BINDINGS: list[BindingType] = [
-        Binding("n", "launch", "Launch", tooltip="Launch a new run (a form)", id="main.launch"),
+        Binding(
+            "n",
+            "launch",
+            "Launch",
+            tooltip="Launch a new run (a form)",
+            id="main.launch",
+            priority=True,  # as "/": the keys typed next are the command's (LaunchForm)
+        ),
         Binding(
             "c",
             "cancel",
@@ -392,6 +399,8 @@ class MainScreen(Screen[None]):
     # -- actions ------------------------------------------------------------------
 
     def action_launch(self) -> None:
+        if isinstance(self.focused, Input):
+            raise SkipAction()  # "n" typed in the filter or search box
         self.app.push_screen(LaunchForm(self.qq.home, self.qq.default_cwd), self._launch)
 
     def _launch(self, request: RunSpec | None) -> None:
