@@ -411,6 +411,9 @@ async def test_keys_typed_right_after_slash_go_to_the_filter_not_to_the_table(
         assert [r.id for r in Snapshot(tui_settings.db_url).runs()] == [done]
         await pilot.press("slash", "x")  # in the box, "/" is text
         assert app.screen.query_one("#filter").value == "prin/x"
+        await pilot.press("n")  # and so is "n", which opens the launch form elsewhere
+        assert app.screen.query_one("#filter").value == "prin/xn"
+        assert isinstance(app.screen, MainScreen)
 
 
 @pytest.mark.asyncio

@@ -398,9 +398,15 @@ class MainScreen(Screen[None]):
 
     # -- actions ------------------------------------------------------------------
 
-    def action_launch(self) -> None:
+    def _skip_in_a_text_box(self) -> None:
+        """The priority letters (n, /) act as the app hands them out; in a text box (the
+        filter, the output search) they are text. (ctrl+f is no text, and Input has no
+        binding for it: it opens the search from a box too, as it did before.)"""
         if isinstance(self.focused, Input):
-            raise SkipAction()  # "n" typed in the filter or search box
+            raise SkipAction()
+
+    def action_launch(self) -> None:
+        self._skip_in_a_text_box()
         self.app.push_screen(LaunchForm(self.qq.home, self.qq.default_cwd), self._launch)
 
     def _launch(self, request: RunSpec | None) -> None:
@@ -518,10 +524,9 @@ class MainScreen(Screen[None]):
         each key to the widget focused when the key arrives, so the focus must move
         while "/" is handled by the app (a priority binding, and `set_focus`, not
         `Widget.focus`, which waits for the queue): else "n" opened the launch form
-        and "r" resumed a run. In a text box "/" is text, not this key.
+        and "r" resumed a run.
         """
-        if isinstance(self.focused, Input):
-            raise SkipAction()
+        self._skip_in_a_text_box()
         box = self.query_one("#filter", Input)
         box.add_class("-open")
         self.set_focus(box)
