@@ -152,8 +152,6 @@ class MainScreen(Screen[None]):
         self._selected: int | None = None
         self._pending_select: int | None = None
         self._mounted = False
-        self.filter_query = ""
-        """What the `/` box holds: the table shows the runs matching it."""
         # The keys that applied to the selected run when the Footer was last built.
         self._shown_actions: frozenset[str] = frozenset()
         # (run id, version) whose stored output tail was last asked for.
@@ -564,8 +562,8 @@ class MainScreen(Screen[None]):
     @on(Input.Changed, "#filter")
     def _on_filter_changed(self, event: Input.Changed) -> None:
         event.stop()
-        self.filter_query = event.value.strip()
-        self.qq.show_rows(self.filter_query)
+        # The filter is the box's value (this screen's); the app builds rows to match.
+        self.qq.show_rows(event.value.strip())
 
     @on(Input.Submitted, "#filter")
     def _on_filter_submitted(self, event: Input.Submitted) -> None:
