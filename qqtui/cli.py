@@ -114,6 +114,24 @@ class Seconds(click.ParamType):
         return seconds
 
 
+class TtySize(click.ParamType):
+    """A terminal size, COLSxROWS (e.g. 120x40), within what a terminal can be."""
+
+    name = "COLSxROWS"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> tuple[int, int]:
+        if isinstance(value, tuple):
+            return value
+        from qqtui.core.runspec import parse_tty_size
+
+        try:
+            return parse_tty_size(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
 def _completion_settings(click_ctx: click.Context) -> Settings:
     """The home and database the command line names so far (completion runs before
     the group's callback, so they are read from its parsed parameters)."""
@@ -262,6 +280,19 @@ def cli(ctx: click.Context, home: str | None, db: str | None) -> None:
 @click.option("--ref", metavar="REF", help="With --worktree: start from REF (default HEAD).")
 @click.option(
     "--keep-worktree", is_flag=True, help="With --worktree: keep it even when the run succeeds."
+)
+@click.option(
+    "--tty/--no-tty",
+    default=None,
+    help="Run on a pseudo-terminal of its own: attach to it, send it input, see its "
+    "screen (default: the agent profile's `tty`, else no).",
+)
+@click.option(
+    "--size",
+    "tty_size",
+    type=TtySize(),
+    metavar="COLSxROWS",
+    help="With --tty: the terminal's size until a viewer resizes it (default 120x40).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the run as JSON.")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)

@@ -439,3 +439,38 @@ def test_shell_completion_offers_run_and_session_ids(qq, home: Path) -> None:  #
     assert "1" in complete("qqtui cancel 1") and "2" not in complete("qqtui cancel 1")
     assert first["session_id"] in complete("qqtui resume ")
     assert first["session_id"] in complete("qqtui add --session ")
+
+
+def test_add_tty_options_profiles_and_resume_keep_the_terminal(qq, home: Path) -> None:  # type: ignore[no-untyped-def]
+    on_tty = json.loads(
+        qq("add", "--json", "--tty", "--size", "100x30", "--", "true", check=True).stdout
+    )
+    assert (on_tty["tty"], on_tty["tty_cols"], on_tty["tty_rows"]) == (True, 100, 30)
+    default = json.loads(qq("add", "--json", "--tty", "--", "true", check=True).stdout)
+    assert (default["tty_cols"], default["tty_rows"]) == (120, 40)
+    plain = json.loads(qq("add", "--json", "--", "true", check=True).stdout)
+    assert plain["tty"] is False and plain["tty_cols"] is None
+    for args, message in (
+        (["--size", "80x24"], "--size only applies with --tty"),
+        (["--tty", "--size", "80"], "COLSxROWS"),
+        (["--tty", "--size", "5x24"], "terminal width must be 10 to 1000"),
+        (["--tty", "--size", "80x1"], "terminal height must be 2 to 500"),
+    ):
+        out = qq("add", *args, "--", "true")
+        assert out.returncode != 0 and message in out.stderr, (args, out.stderr)
+    # A profile's tty and size apply unless the command line says otherwise.
+    (home / "config.toml").write_text(
+        '[agents.bot]\ntty = true\ntty_size = "90x20"\nwaiting_patterns = ["Proceed\\\\?"]\n'
+    )
+    bot = json.loads(qq("add", "--json", "--agent", "bot", "--", "true", check=True).stdout)
+    assert (bot["tty"], bot["tty_cols"], bot["tty_rows"]) == (True, 90, 20)
+    no = json.loads(
+        qq("add", "--json", "--agent", "bot", "--no-tty", "--", "true", check=True).stdout
+    )
+    assert no["tty"] is False
+    resumed = json.loads(qq("resume", bot["session_id"], "--json", check=True).stdout)
+    assert (resumed["tty"], resumed["tty_cols"], resumed["tty_rows"]) == (True, 90, 20)
+    (home / "config.toml").write_text('[agents.bot]\nwaiting_patterns = ["(unclosed"]\n')
+    bad = qq("add", "--agent", "bot", "--", "true")
+    assert bad.returncode != 0 and "agents.bot.waiting_patterns" in bad.stderr
+    assert "not a regular expression" in bad.stderr

@@ -15,7 +15,7 @@ from pathlib import Path
 from qqtui.core import sessions, wakeup, workspaces
 from qqtui.core.leases import lease_set_for
 from qqtui.core.records import DEFAULT_GRACE_S, MAX_RETRIES, QqError, RunRecord
-from qqtui.core.runspec import DEFAULT_HUNG_AFTER_S, RunSpec
+from qqtui.core.runspec import DEFAULT_HUNG_AFTER_S, DEFAULT_TTY_SIZE, RunSpec, check_tty_size
 from qqtui.core.store import Store
 
 ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -120,9 +120,23 @@ def submit_run(
             timeout_s=profile.timeout if spec.timeout_s is None else spec.timeout_s,
             hung_after_s=profile.hung_after if spec.hung_after_s is None else spec.hung_after_s,
             env={**profile.env, **spec.env},
+            tty=profile.tty if spec.tty is None else spec.tty,
         )
+        if spec.tty and spec.tty_size is None:
+            spec = replace(spec, tty_size=profile.tty_size)
     if spec.hung_after_s is None:
         spec = replace(spec, hung_after_s=DEFAULT_HUNG_AFTER_S)
+    if spec.tty_size is not None and not spec.tty:
+        raise QqError("--size only applies with --tty")
+    if spec.tty:
+        size = spec.tty_size or DEFAULT_TTY_SIZE
+        try:
+            check_tty_size(size)
+        except ValueError as exc:
+            raise QqError(str(exc)) from exc
+        spec = replace(spec, tty=True, tty_size=size)
+    else:
+        spec = replace(spec, tty=False)
     if worktree_of is not None:
         spec = replace(spec, cwd=_reattach(worktree_of), keep_worktree=worktree_of.keep_worktree)
     if not spec.name and spec.argv:
@@ -241,6 +255,12 @@ def resume_session(
         shared_workspace=bool(last) and last.workspace is None and not last.paths,
         locks=tuple(last.locks) if last else (),
         paths=tuple(last.paths) if last else (),
+        tty=last.tty if last else profile.tty,
+        tty_size=(
+            (last.tty_cols, last.tty_rows)
+            if last and last.tty and last.tty_cols and last.tty_rows
+            else (profile.tty_size if not last else None)
+        ),
     )
     worktree_of = last if last is not None and last.worktree else None
     return submit_run(store, home, spec, actor=actor, use_profile=False, worktree_of=worktree_of)

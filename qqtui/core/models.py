@@ -24,7 +24,9 @@ from qqtui.core.records import RUN_STORED_FIELDS
 
 # 2: runs.retry_on_lost, workers.clock_skew_s, the run_outputs table (multi-host mode).
 # 3: runs.workspace, locks, paths, leased (conflict-aware claim) and the worktree columns.
-SCHEMA_VERSION = 3
+# 4: runs.tty, tty_cols, tty_rows (interactive runs) and waiting, waiting_reason,
+#    waiting_since (the "needs you" flag).
+SCHEMA_VERSION = 4
 
 
 # The run's columns are declared once, as RunRecord's fields (records.py, stdlib so

@@ -1,4 +1,4 @@
-"""Agent profiles from `<home>/config.toml`, and migration of seed 000's single-file history.
+r"""Agent profiles from `<home>/config.toml`, and migration of seed 000's single-file history.
 
 ```toml
 [agents.qq]
@@ -8,6 +8,9 @@ resume = ["qq", "--session", "{session_id}"] # what `qqtui resume` runs
 timeout = 3600                               # seconds; kill the tree after this
 hung_after = 600                             # seconds without output or heartbeat
 env = { QQ_MODEL = "small" }
+tty = true                                   # on a pseudo-terminal (attach, send, live screen)
+tty_size = "120x40"                          # its COLSxROWS until a viewer resizes it
+waiting_patterns = ['\[y/n\]', "Do you want to"]  # screen lines that mean "needs you"
 ```
 
 Template semantics (command and resume):
@@ -41,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from qqtui.core.records import QqError
+from qqtui.core.runspec import parse_tty_size
 from qqtui.core.sessions import (
     AGENT_RE,
     META_FILE,
@@ -57,7 +61,26 @@ from qqtui.core.sessions import (
 CONFIG_FILE = "config.toml"
 ARGS_ELEMENT = "{args}"
 PLACEHOLDERS = frozenset({"session_id", "session_dir", "home", "agent"})
-PROFILE_KEYS = frozenset({"description", "command", "resume", "timeout", "hung_after", "env"})
+PROFILE_KEYS = frozenset(
+    {
+        "description",
+        "command",
+        "resume",
+        "timeout",
+        "hung_after",
+        "env",
+        "tty",
+        "tty_size",
+        "waiting_patterns",
+    }
+)
+# What a prompt for its user looks like on a tty run's screen, for profiles naming
+# none (regular expressions, matched against the last lines of the emulated screen).
+DEFAULT_WAITING_PATTERNS: tuple[str, ...] = (
+    r"(?i)[\[(]y(?:es)?/no?[\])]",  # [y/n] (Y/n) [yes/no]
+    r"Do you want to",
+    r"(?i)press enter to continue",
+)
 # qqtui sets these for every run; a profile overriding them would break the contract.
 RESERVED_ENV = frozenset(
     {"QQ_HOME", "QQ_SESSION_ID", "QQ_SESSION_DIR", "QQ_RUN_ID", "QQ_HEARTBEAT_FILE", "QQ_ATTEMPT"}
@@ -138,6 +161,9 @@ class AgentProfile:
     env: Mapping[str, str] = field(default_factory=dict)
     description: str = ""
     configured: bool = False
+    tty: bool = False
+    tty_size: tuple[int, int] | None = None
+    waiting_patterns: tuple[str, ...] = DEFAULT_WAITING_PATTERNS
 
     def _values(self, home: Path, session_id: str) -> dict[str, str]:
         return {
@@ -278,6 +304,28 @@ def _parse_agents(doc: dict[str, Any], text: str, path: Path) -> dict[str, Agent
         description = table.get("description", "")
         if not isinstance(description, str):
             raise fail(name, "description", f"must be a string, got {description!r}")
+        tty = table.get("tty", False)
+        if not isinstance(tty, bool):
+            raise fail(name, "tty", f"must be true or false, got {tty!r}")
+        tty_size = None
+        if "tty_size" in table:
+            value = table["tty_size"]
+            if not isinstance(value, str):
+                raise fail(name, "tty_size", f'must be a string like "120x40", got {value!r}')
+            try:
+                tty_size = parse_tty_size(value)
+            except ValueError as exc:
+                raise fail(name, "tty_size", str(exc)) from exc
+        patterns = table.get("waiting_patterns", DEFAULT_WAITING_PATTERNS)
+        if not isinstance(patterns, list | tuple) or not all(isinstance(p, str) for p in patterns):
+            raise fail(name, "waiting_patterns", "must be a list of regular expressions")
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise fail(
+                    name, "waiting_patterns", f"{pattern!r} is not a regular expression: {exc}"
+                ) from exc
         profiles[name] = AgentProfile(
             name=name,
             command=templates["command"],
@@ -287,6 +335,9 @@ def _parse_agents(doc: dict[str, Any], text: str, path: Path) -> dict[str, Agent
             env=dict(env),
             description=description,
             configured=True,
+            tty=tty,
+            tty_size=tty_size,
+            waiting_patterns=tuple(patterns),
         )
     return profiles
 

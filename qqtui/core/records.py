@@ -193,6 +193,16 @@ class RunRecord:
     worktree_repo: str | None = column(text=True, since=3)  # the repository it belongs to
     worktree_branch: str | None = column(since=3)
     keep_worktree: bool = column(insert_default=False, since=3)
+    # A run on a pseudo-terminal: its shim serves the terminal on tty.sock in the run's
+    # directory. The size is the one it started with (viewers may resize it since).
+    tty: bool = column(insert_default=False, since=4)
+    tty_cols: int | None = column(since=4)
+    tty_rows: int | None = column(since=4)
+    # "Needs you": the run waits for its user (the agent said so, or its terminal shows
+    # a prompt). Like `hung` a flag on a running run; a waiting run is never hung.
+    waiting: bool = column(insert_default=False, since=4)
+    waiting_reason: str | None = column(text=True, since=4)  # untrusted: the agent's words
+    waiting_since: float | None = column(since=4)
 
     @classmethod
     def from_row(cls, row: Any) -> RunRecord:

@@ -10,11 +10,51 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from qqtui.core.sessions import DEFAULT_AGENT
 
+if TYPE_CHECKING:
+    from qqtui.core.records import RunRecord
+
 DEFAULT_HUNG_AFTER_S = 300.0
 """The hung threshold of a run whose spec and profile name none."""
+
+DEFAULT_TTY_SIZE = (120, 40)
+"""The (columns, rows) of a tty run whose spec and profile name no size."""
+TTY_COLS_RANGE = (10, 1000)
+TTY_ROWS_RANGE = (2, 500)
+
+
+def tty_size_of(run: RunRecord) -> tuple[int, int] | None:
+    """The terminal size a run starts with; None for a run without a terminal."""
+    if not run.tty:
+        return None
+    if run.tty_cols and run.tty_rows:
+        return (run.tty_cols, run.tty_rows)
+    return DEFAULT_TTY_SIZE
+
+
+def parse_tty_size(text: str) -> tuple[int, int]:
+    """`COLSxROWS` (e.g. 120x40) as (columns, rows); ValueError says what is wrong."""
+    cols_text, sep, rows_text = text.strip().lower().partition("x")
+    if not sep or not cols_text.isdigit() or not rows_text.isdigit():
+        raise ValueError(f"terminal size must be COLSxROWS, e.g. 120x40, not {text!r}")
+    size = (int(cols_text), int(rows_text))
+    check_tty_size(size)
+    return size
+
+
+def check_tty_size(size: tuple[int, int]) -> None:
+    cols, rows = size
+    if not TTY_COLS_RANGE[0] <= cols <= TTY_COLS_RANGE[1]:
+        raise ValueError(
+            f"terminal width must be {TTY_COLS_RANGE[0]} to {TTY_COLS_RANGE[1]} columns, not {cols}"
+        )
+    if not TTY_ROWS_RANGE[0] <= rows <= TTY_ROWS_RANGE[1]:
+        raise ValueError(
+            f"terminal height must be {TTY_ROWS_RANGE[0]} to {TTY_ROWS_RANGE[1]} rows, not {rows}"
+        )
 
 
 @dataclass(frozen=True)
@@ -55,6 +95,10 @@ class RunSpec:
     """With `worktree`: start from this ref (default HEAD)."""
     keep_worktree: bool = False
     """With `worktree`: keep it even when the run succeeds."""
+    tty: bool | None = None
+    """On a pseudo-terminal of its own (attach, send, a live screen); None: the profile's."""
+    tty_size: tuple[int, int] | None = None
+    """With `tty`: the terminal's (columns, rows) until a viewer resizes it."""
 
     def __post_init__(self) -> None:
         # Sequences in, tuples kept: a spec is hashable and nobody's list aliases it.

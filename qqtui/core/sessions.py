@@ -32,6 +32,10 @@ HEARTBEAT_FILE = "heartbeat"
 STATUS_FILE = "status.json"
 META_FILE = "meta.json"
 ARTIFACTS_DIR = "artifacts"
+# A tty run's shim serves its terminal here (0600, in the 0700 run directory).
+TTY_SOCKET = "tty.sock"
+# What the agent kit writes when the run waits for its user (`qqtui.agent.waiting`).
+WAITING_FILE = "waiting.json"
 
 
 class SessionError(QqError):

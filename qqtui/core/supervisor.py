@@ -30,6 +30,7 @@ from qqtui.core.procs.spawn import DEFAULT_LOG_CAP, RunEnvironment, SpawnError, 
 from qqtui.core.records import DEFAULT_GRACE_S, RunRecord, StaleClaimError, Status, WorkerRecord
 from qqtui.core.recovery import Recovery
 from qqtui.core.runends import EndRecorder, end_status, exit_info
+from qqtui.core.runspec import tty_size_of
 from qqtui.core.stopping import RunStopper
 from qqtui.core.store import Store
 from qqtui.core.tracked import Tracked, read_status, with_spawn
@@ -345,6 +346,8 @@ class Supervisor:
                 log_path=log_path,
                 status_path=status_path,
                 log_cap=self.config.log_cap,
+                tty_size=tty_size_of(run),
+                socket_path=run_dir / sessions.TTY_SOCKET if run.tty else None,
             )
         except (SpawnError, sessions.SessionError, OSError) as exc:
             self.ends.finish(run, run.claim_token, Status.FAILED, reason=str(exc))

@@ -62,6 +62,13 @@ SQLITE_DDL = (
     "\tworktree_repo TEXT, \n"
     "\tworktree_branch VARCHAR, \n"
     "\tkeep_worktree BOOLEAN NOT NULL, \n"
+    # schema 4: interactive runs and the waiting flag
+    "\ttty BOOLEAN NOT NULL, \n"
+    "\ttty_cols INTEGER, \n"
+    "\ttty_rows INTEGER, \n"
+    "\twaiting BOOLEAN NOT NULL, \n"
+    "\twaiting_reason TEXT, \n"
+    "\twaiting_since FLOAT, \n"
     "\tPRIMARY KEY (id)\n"
     ")\n"
     "CREATE INDEX ix_runs_queue_leased ON runs (status, leased, id)\n"

@@ -403,9 +403,20 @@ V3_COLUMNS = (
 )
 
 
+V4_COLUMNS = ("tty", "tty_cols", "tty_rows", "waiting", "waiting_reason", "waiting_since")
+
+
+def _drop_v4_columns(conn) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import text
+
+    for column in V4_COLUMNS:
+        conn.execute(text(f"ALTER TABLE runs DROP COLUMN {column}"))
+
+
 def _drop_v3_columns(conn) -> None:  # type: ignore[no-untyped-def]
     from sqlalchemy import text
 
+    _drop_v4_columns(conn)
     # Indexes added later than v2 (one covers `leased`) did not exist in old files.
     for index in ("ix_runs_queue_order", "ix_runs_queue_leased"):
         conn.execute(text(f"DROP INDEX IF EXISTS {index}"))
@@ -436,6 +447,33 @@ def test_schema_version_2_is_migrated_and_old_files_stay_readable(
     assert not migrated.leased and not migrated.keep_worktree
     locked = add(again, leases=LeaseSet(locks=frozenset({"db"})))
     assert locked.locks == ("db",) and locked.leased
+
+
+def test_schema_version_3_is_migrated_and_old_files_stay_readable(
+    store: Store, db_url: str, backend: str
+) -> None:
+    from sqlalchemy import update
+
+    from qqtui.core.models import meta_table
+
+    run = add(store)
+    with store.engine.begin() as conn:
+        _drop_v4_columns(conn)
+        conn.execute(update(meta_table).values(value="3"))
+    if backend == "sqlite":
+        old = Snapshot(db_url).run(run.id)
+        assert old is not None and old.tty is False and old.waiting is False
+    store.close()
+    again = Store.open(db_url)
+    migrated = again.get_run(run.id)
+    assert (migrated.tty, migrated.tty_cols, migrated.waiting, migrated.waiting_reason) == (
+        False,
+        None,
+        False,
+        None,
+    )
+    on_tty = add(again, tty=True, tty_size=(100, 30))
+    assert (on_tty.tty, on_tty.tty_cols, on_tty.tty_rows) == (True, 100, 30)
 
 
 def _open_store(url: str, out: multiprocessing.Queue) -> None:  # type: ignore[type-arg]

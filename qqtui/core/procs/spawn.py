@@ -159,8 +159,13 @@ def start_run(
     log_path: Path,
     status_path: Path,
     log_cap: int = DEFAULT_LOG_CAP,
+    tty_size: tuple[int, int] | None = None,
+    socket_path: Path | None = None,
 ) -> Spawned:
     """Start `argv` under a fresh shim in a new session, without waiting for it.
+
+    With `tty_size` (columns, rows) the command runs on a pseudo-terminal the shim
+    keeps and serves on the Unix socket `socket_path`.
 
     Raises SpawnError at once for what can be known here (a bad cwd, no shim).
     """
@@ -177,6 +182,11 @@ def start_run(
         "cap": log_cap,
         "attempt": run_env.attempt,
     }
+    if tty_size is not None:
+        if socket_path is None:
+            raise SpawnError("a tty run needs a socket path")
+        config["tty"] = {"cols": tty_size[0], "rows": tty_size[1]}
+        config["socket"] = str(socket_path)
     shim_env = {k: v for k, v in os.environ.items() if not k.startswith("QQ_")}
     try:
         shim = ShimProcess.spawn(shim_env)

@@ -121,6 +121,10 @@ class RunsMixin(StoreBase):
                         worktree_repo=worktree.repo if worktree else None,
                         worktree_branch=worktree.branch if worktree else None,
                         keep_worktree=spec.keep_worktree,
+                        tty=bool(spec.tty),
+                        tty_cols=spec.tty_size[0] if spec.tty and spec.tty_size else None,
+                        tty_rows=spec.tty_size[1] if spec.tty and spec.tty_size else None,
+                        waiting=False,
                         not_before=now + hold_s if hold_reason else None,
                         reason=hold_reason,
                     )

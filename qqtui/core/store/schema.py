@@ -59,6 +59,9 @@ class SchemaMixin(StoreBase):
                 if found == "2":
                     _migrate_2_to_3(conn)
                     found = "3"
+                if found == "3":
+                    _migrate_3_to_4(conn)
+                    found = "4"
                 if found != migrated:
                     conn.execute(
                         update(meta_table)
@@ -108,6 +111,19 @@ def _migrate_2_to_3(conn: Connection) -> None:
         ("worktree_repo", "TEXT"),
         ("worktree_branch", "VARCHAR"),
         ("keep_worktree", f"BOOLEAN NOT NULL DEFAULT {false}"),
+    ):
+        conn.execute(text(f"ALTER TABLE runs ADD COLUMN {column} {sql_type}"))
+
+
+def _migrate_3_to_4(conn: Connection) -> None:
+    false = "false" if is_postgres(conn) else "0"
+    for column, sql_type in (
+        ("tty", f"BOOLEAN NOT NULL DEFAULT {false}"),
+        ("tty_cols", "INTEGER"),
+        ("tty_rows", "INTEGER"),
+        ("waiting", f"BOOLEAN NOT NULL DEFAULT {false}"),
+        ("waiting_reason", "TEXT"),
+        ("waiting_since", "FLOAT"),
     ):
         conn.execute(text(f"ALTER TABLE runs ADD COLUMN {column} {sql_type}"))
 

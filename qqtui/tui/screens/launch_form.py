@@ -14,6 +14,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, Select
 
+from qqtui.core.profiles import profile_for
 from qqtui.core.records import QqError
 from qqtui.core.runspec import DEFAULT_HUNG_AFTER_S, RunSpec
 from qqtui.core.sessions import DEFAULT_AGENT, SessionInfo, list_sessions, validate_agent
@@ -82,9 +83,27 @@ class LaunchForm(ModalScreen[RunSpec | None]):
                     value=False,
                     id="launch-shared",
                 )
+                yield Checkbox(
+                    "On a terminal of its own: attach, answer its prompts, see its screen",
+                    value=self._profile_tty(DEFAULT_AGENT),
+                    id="launch-tty",
+                )
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Launch (ctrl+s)", variant="success", id="launch-submit")
                 yield Button("Cancel (esc)", id="launch-cancel")
+
+    def _profile_tty(self, agent: str) -> bool:
+        """Whether the agent's profile runs it on a terminal (a bad config: no)."""
+        try:
+            return profile_for(self.home, agent).tty
+        except QqError:
+            return False
+
+    @on(Input.Changed, "#launch-agent")
+    def _agent_changed(self, event: Input.Changed) -> None:
+        # The box starts as the agent's profile says; the user may still flip it.
+        agent = event.value.strip() or DEFAULT_AGENT
+        self.query_one("#launch-tty", Checkbox).value = self._profile_tty(agent)
 
     def _field(self, label: str, key: str, placeholder: str, value: str = "") -> ComposeResult:
         yield Label(label, classes="field-label")
@@ -193,6 +212,7 @@ class LaunchForm(ModalScreen[RunSpec | None]):
             hung_after_s=hung,
             session_id=session_id,
             shared_workspace=self.query_one("#launch-shared", Checkbox).value,
+            tty=self.query_one("#launch-tty", Checkbox).value,
         )
 
     @on(Input.Submitted)
