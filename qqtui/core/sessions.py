@@ -34,6 +34,8 @@ META_FILE = "meta.json"
 ARTIFACTS_DIR = "artifacts"
 # A tty run's shim serves its terminal here (0600, in the 0700 run directory).
 TTY_SOCKET = "tty.sock"
+# Its mtime is when input last reached a tty run's terminal (the shim touches it).
+TTY_INPUT_FILE = "tty.input"
 # What the agent kit writes when the run waits for its user (`qqtui.agent.waiting`).
 WAITING_FILE = "waiting.json"
 
