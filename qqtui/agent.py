@@ -10,6 +10,9 @@ An agent (or any program qqtui runs) uses it like this::
     for i, item in enumerate(work):
         agent.heartbeat()                      # free to call in a hot loop
         agent.progress(i / len(work), f"item {i}")
+    agent.waiting("approve edit to x.py?")     # the run shows "needs you" ...
+    answer = input()
+    agent.working()                            # ... until it works again
 
 Inside qqtui the session comes from the environment contract (`QQ_SESSION_ID`,
 `QQ_SESSION_DIR`, `QQ_RUN_ID`, `QQ_HEARTBEAT_FILE`); run by hand, the same program
@@ -20,6 +23,9 @@ Files:
 - `progress.json`: `{"fraction": float 0..1, "message": str, "at": epoch seconds}` in
   `<session>/runs/<run_id>/` when `QQ_RUN_ID` is set (parallel runs of one session do not
   collide), else in `<session>/`.
+- `waiting.json`: `{"message": str, "at": epoch seconds}` in `<session>/runs/<run_id>/`
+  while the run waits for its user (`waiting()`), removed by `working()`. Only a run
+  qqtui started has one: outside qqtui (no `QQ_RUN_ID`) both are no-ops.
 
 Importing this module is cheap on purpose (stdlib `os`/`time`/`pathlib` only): shell
 helpers and short-lived agents pay for `qqtui.core.sessions` (tempfile, secrets) and
@@ -32,7 +38,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +54,8 @@ ENV_AGENT = "QQ_AGENT"
 
 HISTORY_FILE = "history.json"
 PROGRESS_FILE = "progress.json"
+WAITING_FILE = "waiting.json"  # sessions.WAITING_FILE, named here to keep the import cheap
+WAITING_MESSAGE_MAX = 1000  # characters of a waiting message kept (the app shows fewer)
 NOTES_FILE = "notes.md"
 # qqtui owns meta.json (run records point at it); an agent overwriting it would break
 # the sessions screen, so the kit refuses to write it.
@@ -348,6 +356,32 @@ class Session:
             path, {"fraction": fraction, "message": str(message), "at": time.time()}
         )
 
+    @property
+    def waiting_file(self) -> Path | None:
+        """Where `waiting()` writes: the run's directory; None outside a qqtui run."""
+        if self.run_id is None:
+            return None
+        return self.path / "runs" / self.run_id / WAITING_FILE
+
+    def waiting(self, message: str = "") -> None:
+        """Say "this run needs its user" (why, in `message`): waiting.json, atomically."""
+        path = self.waiting_file
+        if path is None:
+            raise AgentKitError(f"not inside a qqtui run: {ENV_RUN_ID} is not set")
+        s = _sessions()
+        s.create_run_dir(self.path, self.run_id)
+        s.atomic_write_json(
+            path, {"message": str(message)[:WAITING_MESSAGE_MAX], "at": time.time()}
+        )
+
+    def working(self) -> None:
+        """Withdraw `waiting()`: the run works again (nothing to do when it was not)."""
+        path = self.waiting_file
+        if path is None:
+            raise AgentKitError(f"not inside a qqtui run: {ENV_RUN_ID} is not set")
+        with suppress(FileNotFoundError):
+            os.unlink(path)
+
 
 def _agent_name(agent: str | None, env: Any) -> str:
     return agent or env.get(ENV_AGENT) or _sessions().DEFAULT_AGENT
@@ -434,3 +468,46 @@ def heartbeat() -> bool:
 def progress(fraction: float, message: str = "") -> None:
     """`Session.current().progress(...)`."""
     Session.current().progress(fraction, message)
+
+
+def _run_session() -> Session | None:
+    """The current run's session, or None outside a qqtui run (no session is created)."""
+    if not os.environ.get(ENV_RUN_ID) or not os.environ.get(ENV_SESSION_DIR):
+        return None
+    return Session.current()
+
+
+def _warn(what: str, exc: BaseException) -> None:
+    import warnings
+
+    warnings.warn(f"qqtui {what} failed: {exc}", RuntimeWarning, stacklevel=3)
+
+
+def waiting(message: str = "") -> bool:
+    """Tell qqtui this run waits for its user (the app shows it as "needs you").
+
+    Returns whether it was written: outside a qqtui run this does nothing, and a
+    failed write is a warning, never an exception in the agent's own work.
+    """
+    try:
+        session = _run_session()
+        if session is None:
+            return False
+        session.waiting(message)
+    except (OSError, QqError) as exc:
+        _warn("waiting", exc)
+        return False
+    return True
+
+
+def working() -> bool:
+    """Tell qqtui this run works again (after `waiting()`); a no-op outside qqtui."""
+    try:
+        session = _run_session()
+        if session is None:
+            return False
+        session.working()
+    except (OSError, QqError) as exc:
+        _warn("working", exc)
+        return False
+    return True

@@ -197,9 +197,14 @@ def print_json(obj: Any) -> None:
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--home", metavar="DIR", help="State directory (env QQ_HOME, default ~/.qq).")
 @click.option("--db", metavar="URL", help="Database URL (env QQTUI_DB, default SQLite in home).")
+@click.option(
+    "--notify/--no-notify",
+    default=None,
+    help="The app: a desktop notification (OSC 9) when a run needs you ([tui] notify).",
+)
 @click.version_option(__version__, "--version", prog_name="qqtui")
 @click.pass_context
-def cli(ctx: click.Context, home: str | None, db: str | None) -> None:
+def cli(ctx: click.Context, home: str | None, db: str | None, notify: bool | None) -> None:
     """Mission control for parallel runs. Without a command, opens the app."""
     if home is not None and not home.strip():
         raise click.BadParameter("give a directory, not an empty string", param_hint="--home")
@@ -211,7 +216,7 @@ def cli(ctx: click.Context, home: str | None, db: str | None) -> None:
 
         require_terminal("the app")
 
-        sys.exit(run_app(ctx.obj.settings))
+        sys.exit(run_app(ctx.obj.settings, notify=notify))
 
 
 @cli.command(context_settings={"ignore_unknown_options": False, "allow_interspersed_args": False})
@@ -366,6 +371,8 @@ def ls_cmd(ctx: Context, status: str | None, hosts: str | None, as_json: bool) -
         state = f"{presentation.STATUS_ICONS[r.status]} {r.status.value}"
         if r.hung:
             state = "! hung"
+        if r.waiting and r.status is Status.RUNNING:
+            state = "? waiting"  # needs its user; never hung at the same time
         idle = "-"
         if r.activity_at and r.is_active:
             idle = presentation.duration(now - r.activity_at)
@@ -417,6 +424,11 @@ def show(ctx: Context, run_id: str, as_json: bool) -> None:
         ("name", run.name),
         ("agent", run.agent),
         ("status", f"{run.status.value}{' (hung)' if run.hung else ''}"),
+    ]
+    if run.waiting and run.status is Status.RUNNING:
+        since = time.strftime("%H:%M:%S", time.localtime(run.waiting_since or 0))
+        fields.append(("waiting", f"since {since}: {run.waiting_reason or '-'}"))
+    fields += [
         ("command", " ".join(run.argv)),
         ("cwd", run.cwd),
         ("session", run.session_id),
@@ -657,6 +669,69 @@ def progress(fraction: float, message: str) -> None:
     from qqtui.agent import Session
 
     Session.from_environ(create=False).progress(fraction, message)
+
+
+@cli.command()
+@click.option("--message", "-m", default="", help="Why it waits (shown in the app).")
+@click.option("--done", is_flag=True, help="It works again: clear the flag.")
+@click.option(
+    "--run", "run_id", metavar="ID", help="A running run of this home (default: $QQ_RUN_ID)."
+)
+@click.argument("words", nargs=-1)
+@pass_ctx
+def waiting(
+    ctx: Context, message: str, done: bool, run_id: str | None, words: tuple[str, ...]
+) -> None:
+    """Say the current run waits for its user ("needs you"), or with --done that it
+    works again. Extra words (or JSON a hook passes as one) are appended to the message."""
+    from qqtui.agent import Session
+
+    if done and (message or words):
+        fail("--done clears the flag; it takes no message")
+    text = " ".join(part for part in (message, *(_hook_message(w) for w in words)) if part)
+    if run_id is None:
+        session = Session.from_environ(create=False)
+        if session.run_id is None:
+            fail("not inside a qqtui run: QQ_RUN_ID is not set (or pass --run ID)")
+    else:
+        from qqtui.core.intents import run_paths
+
+        run = _get_run(ctx, run_id)
+        if run.status is not Status.RUNNING:
+            fail(f"run {run.id} is {run.status.value}, not running: it waits for nobody")
+        session_path, _ = run_paths(ctx.settings.home, run)
+        session = Session(session_path, run_id=str(run.id))
+    try:
+        if done:
+            session.working()
+        else:
+            session.waiting(text)
+    except OSError as exc:
+        fail(f"cannot write {session.waiting_file}: {exc.strerror or exc}")
+
+
+def _hook_message(word: str) -> str:
+    """A word, or what a JSON object a notify hook passes as its argument says: its
+    `message`, or for Codex CLI's `notify = ["qqtui", "waiting"]` its turn's end."""
+    if not word.startswith("{"):
+        return word
+    try:
+        data = json.loads(word)
+    except ValueError:
+        return word
+    if not isinstance(data, dict):
+        return word
+    message = data.get("message")
+    if isinstance(message, str) and message.strip():
+        return message
+    last = data.get("last-assistant-message")
+    if data.get("type") == "agent-turn-complete":
+        # Codex finished its turn: it waits for the next prompt.
+        return (
+            f"turn complete: {last}" if isinstance(last, str) and last.strip() else "turn complete"
+        )
+    kind = data.get("type")
+    return kind if isinstance(kind, str) and kind.strip() else "the agent waits for you"
 
 
 @cli.command()

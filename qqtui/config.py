@@ -48,3 +48,38 @@ def resolve_settings(home: str | os.PathLike[str] | None = None, db: str | None 
     return Settings(
         home=home_path, db_url=db or os.environ.get(DB_ENV) or default_db_url(home_path)
     )
+
+
+NOTIFY_KINDS: dict[object, tuple[str, ...]] = {
+    False: (),
+    True: ("osc9",),
+    "osc9": ("osc9",),
+    "osc777": ("osc777",),
+    "both": ("osc9", "osc777"),
+}
+"""`[tui] notify` in config.toml, as the escape sequences the app sends (see
+qqtui/tui/desktop_notify.py): true is OSC 9, the one most terminals read."""
+
+
+def tui_notify(home: Path) -> tuple[str, ...]:
+    """The desktop notifications `[tui] notify` of `<home>/config.toml` asks for (none
+    when the file or the key is absent); a wrong value is a QqError naming the file."""
+    import tomllib
+
+    from qqtui.core.errors import QqError
+
+    path = home / "config.toml"
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return ()
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise QqError(f"{path}: cannot read it: {exc}") from exc
+    tui = doc.get("tui", {})
+    value = tui.get("notify", False) if isinstance(tui, dict) else False
+    kinds = NOTIFY_KINDS.get(value) if isinstance(value, bool | str) else None
+    if kinds is None:
+        raise QqError(
+            f'{path}: [tui] notify must be true, false, "osc9", "osc777" or "both", not {value!r}'
+        )
+    return kinds

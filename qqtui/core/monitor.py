@@ -1,6 +1,7 @@
 """What a live view of the job table needs each tick, computed off the UI thread: every
 run, the process trees of the running ones, a minute of CPU history per run, counts,
-and the changes worth telling a person about (failed, timed out, lost, became hung).
+and the changes worth telling a person about (failed, timed out, lost, became hung,
+started waiting for its user).
 
 Headless on purpose: the app calls `Monitor.poll()` from a thread worker, and tests
 can drive it with a fixed clock and no Textual at all.
@@ -41,7 +42,7 @@ ALERT_STATUSES = frozenset({Status.FAILED, Status.TIMED_OUT, Status.LOST})
 
 @dataclass(frozen=True, slots=True)
 class Alert:
-    """A change worth a notification: `kind` is a final status or "hung"."""
+    """A change worth a notification: `kind` is a final status, "hung" or "waiting"."""
 
     run: RunRecord
     kind: str
@@ -129,14 +130,16 @@ class PollResult:
 
 
 def count_runs(runs: Iterable[RunRecord]) -> dict[str, int]:
-    """Counts by status, plus "hung" (running and flagged) and "done" (succeeded)."""
+    """Counts by status, plus "hung" and "waiting" (running and flagged)."""
     counts = {str(s): 0 for s in Status}
-    hung = 0
+    hung = waiting = 0
     for run in runs:
         counts[str(run.status)] += 1
-        if run.hung and run.status is Status.RUNNING:
-            hung += 1
+        if run.status is Status.RUNNING:
+            hung += run.hung and not run.waiting
+            waiting += run.waiting
     counts["hung"] = hung
+    counts["waiting"] = waiting
     counts["total"] = sum(counts[str(s)] for s in Status)
     return counts
 
@@ -163,7 +166,7 @@ class Monitor:
     _snapshot: Snapshot = field(init=False)
     _table: ProcessTable = field(init=False, default_factory=ProcessTable)
     _cpu: dict[int, deque[float]] = field(init=False, default_factory=dict)
-    _last: dict[int, tuple[Status, bool]] | None = field(init=False, default=None)
+    _last: dict[int, tuple[Status, bool, bool]] | None = field(init=False, default=None)
     _lock: threading.Lock = field(init=False, default_factory=threading.Lock)
     _runs: dict[int, RunRecord] = field(init=False, default_factory=dict)
     _skews: tuple[ClockSkew, ...] = field(init=False, default=())
@@ -193,7 +196,9 @@ class Monitor:
             skews = self._clock_skews()
             first = self._last is None
             alerts = () if first else tuple(self._alerts(runs))
-            self._last = {run_id: (run.status, run.hung) for run_id, run in runs.items()}
+            self._last = {
+                run_id: (run.status, run.hung, run.waiting) for run_id, run in runs.items()
+            }
             return PollResult(
                 runs=runs,
                 trees=trees,
@@ -259,8 +264,14 @@ class Monitor:
         assert self._last is not None
         for run_id, run in runs.items():
             before = self._last.get(run_id)
-            old_status, old_hung = before if before is not None else (None, False)
+            old_status, old_hung, old_waiting = (
+                before if before is not None else (None, False, False)
+            )
             if run.status in ALERT_STATUSES and run.status != old_status:
                 yield Alert(run, str(run.status))
-            elif run.hung and run.status is Status.RUNNING and not old_hung:
+            elif run.status is not Status.RUNNING:
+                continue
+            elif run.waiting and not old_waiting:
+                yield Alert(run, "waiting")
+            elif run.hung and not run.waiting and not old_hung:
                 yield Alert(run, "hung")

@@ -92,6 +92,7 @@ class RunLine(NamedTuple):
     id: int
     status: Status
     hung: bool
+    waiting: bool
     name: str
     agent: str
     pid: int | None
@@ -316,10 +317,19 @@ class SqliteSnapshot(Snapshot):
         sql = _RUN_LINE_SQL + (f" WHERE {' AND '.join(clauses)}" if clauses else "")
         by_value = {str(s): s for s in Status}
         rows = self._query(sql + " ORDER BY id", params, as_tuples=True)
-        # Columns in RunLine's order; only the status and the three flags need decoding.
+        # Columns in RunLine's order; only the status and the four flags need decoding.
         return [
-            RunLine(run_id, by_value[status], bool(hung), *middle, bool(cancel), bool(kill), host)
-            for run_id, status, hung, *middle, cancel, kill, host in rows
+            RunLine(
+                run_id,
+                by_value[status],
+                bool(hung),
+                bool(waiting),
+                *middle,
+                bool(cancel),
+                bool(kill),
+                host,
+            )
+            for run_id, status, hung, waiting, *middle, cancel, kill, host in rows
         ]
 
     def run(self, run_id: int) -> RunRecord | None:

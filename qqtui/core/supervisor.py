@@ -123,6 +123,7 @@ class Supervisor:
             self.worker_id,
             log_cap=config.log_cap,
             output_tail_s=config.output_tail_s,
+            home=self.home,
         )
         self.outage = DbBackoff(config.db_retry_base_s, config.db_retry_cap_s)
 

@@ -26,6 +26,7 @@ from qqtui.core.snapshot import SnapshotError, database_error_text
 from qqtui.core.store import Store
 from qqtui.core.termtext import plain_field, plain_text
 from qqtui.tui.commands import BindingCommands
+from qqtui.tui.desktop_notify import osc_notification
 from qqtui.tui.messages import (
     IntentDone,
     IntentOutcome,
@@ -53,6 +54,7 @@ _ALERT_TEXT = {
     "timed_out": ("timed out", "error"),
     "lost": ("was lost (its worker died)", "error"),
     "hung": ("looks hung: no output or heartbeat", "warning"),
+    "waiting": ("needs you", "warning"),
 }
 
 
@@ -97,6 +99,7 @@ class QqApp(InputFirstApp, CrashCaptureApp, App[int]):
         scan_processes: bool = True,
         poll_interval: float = POLL_INTERVAL_S,
         bell: bool = False,
+        notify: tuple[str, ...] = (),
         location: str | None = None,
         cwd: str | None = None,
         when_ready: Callable[[], None] | None = None,
@@ -109,6 +112,8 @@ class QqApp(InputFirstApp, CrashCaptureApp, App[int]):
         self.start_worker = start_worker
         self.poll_interval = poll_interval
         self.bell_on_alert = bell
+        self.desktop_notify = notify
+        """Escape sequences ("osc9", "osc777") sent when a run starts waiting."""
         self.location = location or f"{settings.home}  ·  {settings.db_url}"
         self.default_cwd = cwd or str(Path.cwd())
         self.monitor = Monitor(
@@ -271,16 +276,38 @@ class QqApp(InputFirstApp, CrashCaptureApp, App[int]):
     def _notify_alert(self, alert: Alert) -> None:
         text, severity = _ALERT_TEXT.get(alert.kind, (alert.kind, "warning"))
         run = alert.run
-        detail = f" ({run.reason})" if run.reason and alert.kind != "hung" else ""
-        self.notify(
-            f"{run.name or ' '.join(run.argv)} {text}{detail}",
-            title=f"Run {run.id}",
-            severity=severity,  # type: ignore[arg-type]
-            timeout=8,
-            markup=False,  # run names are user input
-        )
+        name = run.name or " ".join(run.argv)
+        if alert.kind == "waiting":
+            reason = run.waiting_reason or "waiting for input"
+            # The agent's words: notify() sanitises the toast, desktop_notify the OSC.
+            self.notify(
+                f"run {run.id} needs you: {reason}",
+                title=name,
+                severity="warning",
+                timeout=10,
+                markup=False,
+            )
+            if self.desktop_notify:
+                self.write_desktop_notification(f"qqtui: run {run.id} needs you", reason)
+        else:
+            detail = f" ({run.reason})" if run.reason and alert.kind != "hung" else ""
+            self.notify(
+                f"{name} {text}{detail}",
+                title=f"Run {run.id}",
+                severity=severity,  # type: ignore[arg-type]
+                timeout=8,
+                markup=False,  # run names are user input
+            )
         if self.bell_on_alert:
             self.bell()
+
+    def write_desktop_notification(self, title: str, body: str) -> None:
+        """OSC 9 / OSC 777 through the driver, as the bell is rung: a terminal that
+        reads neither ignores the sequence (see desktop_notify.py)."""
+        sequence = osc_notification(title, body, self.desktop_notify)
+        if sequence and self._driver is not None:
+            self._driver.write(sequence)
+            self._driver.flush()
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """The one place worker errors surface: a toast, and polling goes on."""

@@ -8,17 +8,19 @@ import sys
 import tempfile
 from pathlib import Path
 
-from qqtui.config import Settings, default_db_url
+from qqtui.config import NOTIFY_KINDS, Settings, default_db_url, tui_notify
 from qqtui.tui import perf
 from qqtui.tui.perf.interpreter import import_app, tune_interpreter
 
 BELL_ENV = "QQTUI_BELL"
 
 
-def run_app(settings: Settings, *, bell: bool | None = None) -> int:
+def run_app(settings: Settings, *, bell: bool | None = None, notify: bool | None = None) -> int:
     """Open the app on `settings`; a worker is started if none is alive for this home.
 
     `bell` (default: env QQTUI_BELL=1) rings the terminal bell with each alert toast.
+    `notify` (default: `[tui] notify` in config.toml) sends a desktop notification
+    (OSC 9, or what the config names) when a run starts waiting for its user.
     """
     make_app = import_app()
     # Textual's private code is replaced here, for this process only: tests that build
@@ -26,7 +28,10 @@ def run_app(settings: Settings, *, bell: bool | None = None) -> int:
     perf.install()
     if bell is None:
         bell = os.environ.get(BELL_ENV, "") in ("1", "true", "yes")
-    app = make_app(settings, bell=bell, when_ready=tune_interpreter)
+    kinds = tui_notify(settings.home)
+    if notify is not None:
+        kinds = (kinds or NOTIFY_KINDS[True]) if notify else ()
+    app = make_app(settings, bell=bell, notify=kinds, when_ready=tune_interpreter)
     try:
         result = app.run()
     finally:

@@ -50,7 +50,7 @@ def test_unchanged_finished_runs_keep_their_record_and_row(
 ) -> None:
     done = _add(tui_store, "done")
     busy = _add(tui_store, "busy")
-    waiting = _add(tui_store, "waiting")
+    waiting = _add(tui_store, "parked")
     tui_store.request_cancel(done)
     tui_store.claim_runs("w", limit=1)  # "busy" runs
     monitor = Monitor(Path(tui_settings.home), tui_settings.db_url, scan_processes=False)
@@ -67,7 +67,7 @@ def test_unchanged_finished_runs_keep_their_record_and_row(
     tui_store.retry_run(done)  # a transition bumps the version: re-read
     third = monitor.poll()
     assert third.runs[done].status is Status.QUEUED
-    rows3 = builder.build(third.runs, {}, {}, third.now, "waiting")
+    rows3 = builder.build(third.runs, {}, {}, third.now, "parked")
     assert list(rows3) == [waiting]
 
 

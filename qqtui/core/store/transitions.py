@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import or_, update
+from sqlalchemy import or_, select, update
 
 from qqtui.core.models import runs_table
 from qqtui.core.records import (
@@ -39,10 +39,22 @@ ATTEMPT_FIELDS_RESET: dict[str, Any] = {
     "claim_token": None,
     "heartbeat_at": None,
     "hung": False,
+    "waiting": False,
+    "waiting_reason": None,
+    "waiting_since": None,
     "cancel_requested": False,
     "kill_requested": False,
     "cancel_grace_s": None,
     "stop_cause": None,
+}
+
+
+# An ended run waits for nobody, and is hung no more.
+WAITING_RESET: dict[str, Any] = {
+    "hung": False,
+    "waiting": False,
+    "waiting_reason": None,
+    "waiting_since": None,
 }
 
 
@@ -122,6 +134,58 @@ class TransitionsMixin(StoreBase):
             if result.rowcount != 1:
                 return False
             self._event(conn, run_id, "hung" if hung else "unhung", reason=reason)
+            return True
+
+    def set_waiting(self, run_id: int, token: str, waiting: bool, reason: str, source: str) -> bool:
+        """Flip the "needs you" flag of a running run and log one event for the flip
+        ("waiting" or "ready", its reason prefixed by `source`). A run that starts
+        waiting stops being hung. True when the flag flipped; a run already waiting
+        only gets its reason updated (no event), so the newest report is what shows."""
+        values: dict[str, Any] = (
+            {
+                "waiting": True,
+                "waiting_reason": reason,
+                "waiting_since": self.clock(),
+                "hung": False,
+            }
+            if waiting
+            else {"waiting": False, "waiting_reason": None, "waiting_since": None}
+        )
+        fenced = (
+            runs_table.c.id == run_id,
+            runs_table.c.claim_token == token,
+            runs_table.c.status == str(Status.RUNNING),
+        )
+        with self._write() as conn:
+            hung = conn.execute(
+                select(runs_table.c.hung).where(*fenced, runs_table.c.waiting == (not waiting))
+            ).scalar()
+            if hung is None:
+                if waiting:
+                    conn.execute(
+                        update(runs_table)
+                        .where(*fenced, runs_table.c.waiting.is_(True))
+                        .where(
+                            or_(
+                                runs_table.c.waiting_reason.is_(None),
+                                runs_table.c.waiting_reason != reason,
+                            )
+                        )
+                        .values(waiting_reason=reason)
+                    )
+                return False
+            result = conn.execute(
+                update(runs_table)
+                .where(*fenced, runs_table.c.waiting == (not waiting))
+                .values(**values)
+            )
+            if result.rowcount != 1:
+                return False
+            if waiting and hung:
+                self._event(conn, run_id, "unhung", reason="it waits for its user")
+            self._event(
+                conn, run_id, "waiting" if waiting else "ready", reason=f"{source}: {reason}"
+            )
             return True
 
     def mark_stopping(
@@ -243,7 +307,7 @@ class TransitionsMixin(StoreBase):
             "finished_at": self.clock(),
             "exit_code": exit_code,
             "signal": signal,
-            "hung": False,
+            **WAITING_RESET,
         }
         if output_bytes is not None:
             values["output_bytes"] = output_bytes

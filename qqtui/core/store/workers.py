@@ -11,7 +11,7 @@ from sqlalchemy import and_, exists, func, select, update
 from qqtui.core.models import runs_table, workers_table
 from qqtui.core.records import NotFoundError, RunRecord, Status, WorkerRecord
 from qqtui.core.store.base import StoreBase
-from qqtui.core.store.transitions import ATTEMPT_FIELDS_RESET
+from qqtui.core.store.transitions import ATTEMPT_FIELDS_RESET, WAITING_RESET
 
 
 class WorkersMixin(StoreBase):
@@ -127,7 +127,7 @@ class WorkersMixin(StoreBase):
             f"{now - last:.0f}s ago (rescue horizon {horizon_s:g}s); rescued from {self.host}"
         )
         requeue = run.retry_on_lost and run.attempt <= run.max_retries
-        values: dict[str, Any] = {"finished_at": now, "hung": False, "reason": lost_reason}
+        values: dict[str, Any] = {"finished_at": now, **WAITING_RESET, "reason": lost_reason}
         if requeue:
             values = {
                 **ATTEMPT_FIELDS_RESET,

@@ -16,7 +16,7 @@ from qqtui.tui.widgets.pid_tree import PidTree
 
 FILTER_HELP = (
     "Filter (/): words must all match. A status word keeps runs in that state "
-    "(queued, running, hung, failed, timed_out, lost, cancelled, succeeded, active, done); "
+    "(queued, running, waiting, hung, failed, timed_out, lost, cancelled, succeeded, active, done); "
     "host:NAME keeps runs on that host (H cycles through the hosts); any other word is "
     "searched in id, name, agent, command, host and reason."
 )

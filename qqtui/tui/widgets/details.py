@@ -12,7 +12,7 @@ from textual.widgets import Static
 
 from qqtui.core import presentation
 from qqtui.core.intents import output_log_path, run_paths
-from qqtui.core.records import EventRecord, RunRecord
+from qqtui.core.records import EventRecord, RunRecord, Status
 from qqtui.core.termtext import plain_line
 from qqtui.tui.widgets import formatting as fmt
 
@@ -28,6 +28,10 @@ def _safe(value: object) -> str:
     return plain_line(value)
 
 
+def _waiting_reason(run: RunRecord) -> str:
+    return _safe(run.waiting_reason or "-")
+
+
 def details_table(run: RunRecord, home: Path, now: float) -> Table:
     """The run's fields as a two-column table."""
     session_dir, run_dir = run_paths(home, run)
@@ -35,12 +39,21 @@ def details_table(run: RunRecord, home: Path, now: float) -> Table:
     table.add_column(style="bold", no_wrap=True)
     table.add_column(overflow="fold")
     status = fmt.status_text(run.status)
-    if run.hung and run.is_active:
+    running = run.status is Status.RUNNING
+    if running and run.waiting:
+        status.append("  WAITING", style=fmt.WAITING_STYLE)
+    elif run.hung and run.is_active:
         status.append("  HUNG", style=fmt.HUNG_STYLE)
     rows: list[tuple[str, Text | str]] = [
         ("Run", f"{run.id}  {_safe(run.name)}"),
         ("Status", status),
         ("Outcome", _safe(presentation.outcome(run)) or "-"),
+        *(
+            # The agent's (or its screen's) words: untrusted, one sanitised line.
+            [("Needs you", f"since {clock_time(run.waiting_since)}: {_waiting_reason(run)}")]
+            if running and run.waiting
+            else []
+        ),
         ("Command", _safe(presentation.command_line(run.argv))),
         ("Working dir", _safe(run.cwd)),
         ("Agent", run.agent),

@@ -26,6 +26,9 @@ STATUS_STYLES: dict[Status, str] = {
     Status.LOST: "bold red",
 }
 HUNG_STYLE = "bold black on yellow"
+# "Needs you": the run waits for its user. Unlike any status colour, so it stands out.
+WAITING_STYLE = "bold white on blue"
+WAITING_TEXT_STYLE = "bold bright_blue"
 
 SPARK_CHARS = "▁▂▃▄▅▆▇█"
 SPARK_WIDTH = 10

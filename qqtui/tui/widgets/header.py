@@ -16,6 +16,7 @@ from qqtui.tui.widgets import formatting as fmt
 _COUNTS = (
     ("running", "running", fmt.STATUS_STYLES[Status.RUNNING]),
     ("queued", "queued", ""),
+    ("waiting", "waiting", fmt.WAITING_TEXT_STYLE),
     ("hung", "hung", "bold yellow"),
     ("failed", "failed", fmt.STATUS_STYLES[Status.FAILED]),
     ("timed_out", "timed out", fmt.STATUS_STYLES[Status.TIMED_OUT]),
@@ -59,7 +60,7 @@ def counts_text(counts: dict[str, int], location: str, warning: str = "") -> Tex
 
 
 class CountsHeader(Static):
-    """One line: counts by status (running, queued, hung, failed, ...), a clock warning
+    """One line: counts by status (running, queued, waiting, hung, failed, ...), a clock warning
     when a clock is off the database's, home and database."""
 
     def __init__(self, location: str, *, id: str | None = None) -> None:

@@ -42,7 +42,8 @@ COLUMNS: tuple[Column, ...] = (
     Column("id", "ID", 5),
     Column("name", "Name / agent", 28),
     Column("status", "Status", 11),
-    Column("hung", "Hung", 6),
+    # The flag a running run may carry: " HUNG " or " WAIT " (it needs its user).
+    Column("hung", "Flag", 6),
     Column("runtime", "Runtime", 7),
     Column("activity", "Active", 6),
     Column("cpu", "CPU  last minute", 17),
@@ -55,13 +56,15 @@ COLUMN_INDEX = {c.key: i for i, c in enumerate(COLUMNS)}
 # The sortable value of each column, computed with the row (see `build_rows`).
 DEFAULT_SORT = ("id", True)
 
-STATUS_WORDS = {s.value for s in Status} | {"hung", "active", "done", "finished"}
+STATUS_WORDS = {s.value for s in Status} | {"hung", "waiting", "active", "done", "finished"}
 
 
 @dataclass(frozen=True, slots=True)
 class RowData:
     cells: tuple[Cell, ...]
     sort_values: tuple[Any, ...]
+    waiting: bool = False
+    """The run needs its user: its row sorts above the others, whatever the order."""
 
 
 HOST_PREFIX = "host:"
@@ -82,7 +85,7 @@ def split_host_filter(query: str) -> tuple[list[str], list[str]]:
 
 def matches_filter(run: RunRecord, query: str) -> bool:
     """`query` words: `host:NAME` keeps runs on that host (exactly; several are OR-ed);
-    a status word (`running`, `failed`, `hung`, `active`, `done`) keeps runs in that
+    a status word (`running`, `failed`, `hung`, `waiting`, `active`, `done`) keeps runs in that
     state; any other word must appear in id, name, agent, command, host or reason
     (case-insensitive). All words must match."""
     if not query:
@@ -95,6 +98,8 @@ def matches_filter(run: RunRecord, query: str) -> bool:
         if word in STATUS_WORDS:
             if word == "hung":
                 ok = run.hung and run.status is Status.RUNNING
+            elif word == "waiting":
+                ok = run.waiting and run.status is Status.RUNNING
             elif word == "active":
                 ok = run.is_active
             elif word in ("done", "finished"):
@@ -148,13 +153,23 @@ def run_row(
     # Names, outcomes, progress and hosts are written by users and runs: no escape in them
     # may reach the terminal or shift the table's columns.
     name_text = plain_field(f"{name} · {run.agent}" if show_agent else name)
+    waiting = running and run.waiting
+    if waiting:
+        # Why it waits beats progress: it is what the user has to answer.
+        outcome = f"needs you: {run.waiting_reason or 'waiting for input'}"
+        outcome_style = fmt.WAITING_TEXT_STYLE
     outcome = plain_field(outcome)
-    hung = running and run.hung
+    hung = running and run.hung and not waiting
+    flag, flag_style = ("", "")
+    if waiting:
+        flag, flag_style = " WAIT ", fmt.WAITING_STYLE
+    elif hung:
+        flag, flag_style = " HUNG ", fmt.HUNG_STYLE
     cells: tuple[Cell, ...] = (
         (str(run.id), "bold"),
         (name_text, ""),
         (presentation.status_label(run.status), fmt.STATUS_STYLES[run.status]),
-        (" HUNG " if hung else "", fmt.HUNG_STYLE if hung else ""),
+        (flag, flag_style),
         (presentation.duration(runtime), ""),
         (presentation.age(activity) if run.is_active else "-", "yellow" if hung else "dim"),
         (
@@ -170,7 +185,7 @@ def run_row(
         run.id,
         name_text.lower(),
         (run.status.value, run.id),
-        (hung, run.id),
+        (2 if waiting else 1 if hung else 0, run.id),
         runtime or 0.0,
         activity if run.is_active else float("inf"),
         cpu or 0.0,
@@ -179,7 +194,7 @@ def run_row(
         outcome,
         run.host or "",
     )
-    return RowData(cells, sort_values)
+    return RowData(cells, sort_values, waiting)
 
 
 ACTIVITY_COLUMN = COLUMN_INDEX["activity"]
@@ -392,7 +407,10 @@ class RunTable(LiveTable):
                 for column, old_cell, new_cell in zip(COLUMNS, old.cells, row.cells, strict=True):
                     if old_cell != new_cell:
                         changed.append((key, column.key, cell_text(new_cell)))
-                if old.sort_values[sort_index] != row.sort_values[sort_index]:
+                if (
+                    old.sort_values[sort_index] != row.sort_values[sort_index]
+                    or old.waiting != row.waiting
+                ):
                     resort = True
             self._rows[run_id] = row
         self.replace_cells(changed)
@@ -401,10 +419,13 @@ class RunTable(LiveTable):
     def _sort(self) -> None:
         index = COLUMN_INDEX[self.sort_column]
         rows = self._rows
+        # Runs that need their user come first in either direction, then the order asked.
+        ahead = self.sort_reverse  # the key that sorts first in this direction
 
         def key(row_values: list[Any]) -> Any:
             # The id column's first cell is the run id; look the sort value up by it.
-            return rows[int(row_values[0].plain)].sort_values[index]
+            row = rows[int(row_values[0].plain)]
+            return (row.waiting is ahead, row.sort_values[index])
 
         self.sort(key=key, reverse=self.sort_reverse)
 
