@@ -171,6 +171,21 @@ def snapshot_app(tui_settings: Settings, tui_store: Store) -> tuple[QqApp, dict[
     return app, ids
 
 
+@pytest.fixture
+def waiting_snapshot_app(
+    snapshot_app: tuple[QqApp, dict[str, int]], tui_settings: Settings
+) -> tuple[QqApp, dict[str, int]]:
+    """The same fixture, with one running run waiting for its user (#15)."""
+    app, ids = snapshot_app
+    store = Store.open(tui_settings.db_url, clock=Clock(NOW - 120), host="devbox", actor="test")
+    run = store.get_run(ids["coder: add retries"])
+    store.set_waiting(
+        run.id, run.claim_token or "", True, "approve edit to tests/test_queue.py?", "agent"
+    )
+    store.close()
+    return app, ids
+
+
 def settle(
     select_name: str | None = None, then: Callable[[Pilot[Any]], Awaitable[None]] | None = None
 ) -> Callable[[Pilot[Any]], Awaitable[None]]:
@@ -269,3 +284,11 @@ def test_session_view(snap_compare: Any, snapshot_app: tuple[QqApp, dict[str, in
     assert snap_compare(
         app, terminal_size=SIZE, run_before=settle("coder: fix the flaky test", open_session)
     )
+
+
+def test_waiting_badge(
+    snap_compare: Any, waiting_snapshot_app: tuple[QqApp, dict[str, int]]
+) -> None:
+    """The WAIT badge, its reason in the row, the header's count, and the row on top."""
+    app, _ = waiting_snapshot_app
+    assert snap_compare(app, terminal_size=SIZE, run_before=settle("coder: fix the flaky test"))
