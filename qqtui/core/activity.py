@@ -42,6 +42,8 @@ log = logging.getLogger("qqtui.activity")
 
 SCREEN_QUIET_S = 1.0
 """A tty run's screen is matched against its prompt patterns after this long quiet."""
+REPORT_OUTPUT_GRACE_S = 1.0
+"""Output written this soon after the agent's report does not clear it."""
 BLOCKED_QUIET_S = 3.0
 """Its foreground process is looked at after this long without output or input."""
 
@@ -172,7 +174,7 @@ class ActivityWatcher:
             elif report is not None and report[1] / 1e9 <= input_at:
                 state.report = report  # answered before this worker took the run over
         if run.waiting:
-            return self._maybe_clear(tracked, state, report, size, input_at)
+            return self._maybe_clear(tracked, state, report, size, log_mtime, input_at)
         if report is not None and report != state.report:
             state.report = report
             found = read_agent_report(report_path)
@@ -202,11 +204,21 @@ class ActivityWatcher:
         state: WaitState,
         report: tuple[int, int] | None,
         size: int,
+        log_mtime: float,
         input_at: float,
     ) -> bool:
         run = tracked.run
         why: str | None = None
         source = "worker"
+        if (
+            state.source == "agent"
+            and state.report is not None
+            and size > state.size_at_flag
+            and log_mtime <= state.report[1] / 1e9 + REPORT_OUTPUT_GRACE_S
+        ):
+            # An agent that reports, then prints its question: that output is part
+            # of the wait, not an answer to it.
+            state.size_at_flag = size
         if input_at > state.input_at_flag:
             why, source = "input reached its terminal", "input"
         elif state.source == "agent" and report is None:

@@ -408,3 +408,36 @@ def test_the_ls_of_a_waiting_run_without_a_worker(qq, store: Store, home: Path) 
     assert "? waiting" in qq("ls", check=True).stdout
     shown = qq("show", str(run_id), check=True).stdout
     assert "waiting: since" in shown and "approve?" in shown
+
+
+def test_watcher_pipe_run_question_printed_with_the_report_does_not_answer_it(
+    store: Store, home: Path, db_url: str
+) -> None:
+    run_id, token, run_dir = claimed(store, home)
+    watcher = ActivityWatcher(store, "w", log_cap=1 << 30, output_tail_s=1.0, home=home)
+    tracked = Tracked(run=store.get_run(run_id), token=token, run_dir=run_dir)
+    log = run_dir / sessions.OUTPUT_LOG
+    log.write_bytes(b"working\n")
+    watcher.watch([tracked], store.clock())
+    session = agent.Session(run_dir.parent.parent, run_id=str(run_id))
+    session.waiting("approve?")
+    watcher.watch([tracked], store.clock())
+    assert store.get_run(run_id).waiting
+    report_at = (run_dir / sessions.WAITING_FILE).stat().st_mtime
+    with open(log, "ab") as fh:
+        fh.write(b"Approve the deploy? (waiting for a human)\n")
+    os.utime(log, (report_at + 0.2, report_at + 0.2))
+    watcher.watch([tracked], store.clock())
+    assert store.get_run(run_id).waiting, "the question it printed with its report"
+    with open(log, "ab") as fh:
+        fh.write(b"approved, deploying\n")
+    os.utime(log, (report_at + 5, report_at + 5))
+    watcher.watch([tracked], store.clock())
+    assert not store.get_run(run_id).waiting
+    assert reasons(db_url, run_id, "ready") == ["output: new output"]
+    assert (run_dir / sessions.WAITING_FILE).exists()
+    watcher.watch([tracked], store.clock())
+    assert not store.get_run(run_id).waiting, "an answered report does not flag again"
+    session.waiting("and now?")
+    watcher.watch([tracked], store.clock())
+    assert store.get_run(run_id).waiting_reason == "and now?"
