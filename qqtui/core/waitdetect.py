@@ -44,6 +44,12 @@ REPORT_MAX_BYTES = 16 * 1024
 """A waiting.json bigger than this is not read past here (it is an agent's file)."""
 PROMPT_LINES = 3
 """How many of the screen's last non-blank lines are matched against the patterns."""
+PROMPT_LOG_WINDOW = 1024 * 1024
+"""How far back from the log's end the screen's replay is looked for."""
+PROMPT_SCREEN_BYTES = 8 * 1024
+"""At most this much of the replay is emulated: pyte draws ~150-400 KB/s, and the
+worker's tick waits for it, so a check costs tens of ms, not a second. A prompt is
+in the last lines, which the tail of the stream draws."""
 READ_WCHANS = frozenset({"n_tty_read", "wait_woken"})
 """Where a thread blocked in read() of a pty sleeps (see the module docstring)."""
 
@@ -125,15 +131,29 @@ def prompt_in_lines(lines: Sequence[str], patterns: Sequence[re.Pattern[str]]) -
 def screen_prompt(
     log_path: Path, columns: int, rows: int, patterns: Sequence[re.Pattern[str]]
 ) -> str | None:
-    """The prompt line on the screen a tty run's log draws now, or None. Bounded: only
-    the bytes since the screen was last cleared are emulated (see ttyreplay)."""
+    """The prompt line on the screen a tty run's log draws now, or None. Bounded: the
+    replay since the screen was last cleared (see ttyreplay), of which the last
+    PROMPT_SCREEN_BYTES are emulated."""
     if not patterns:
         return None
     try:
-        data, _ = replay_log_tail(log_path)
+        data, _ = replay_log_tail(log_path, PROMPT_LOG_WINDOW)
     except OSError:
         return None
-    return prompt_in_lines(screen_text(data, columns, rows), patterns)
+    return prompt_in_lines(screen_text(_screen_tail(data), columns, rows), patterns)
+
+
+def _screen_tail(data: bytes, size: int = PROMPT_SCREEN_BYTES) -> bytes:
+    """The last `size` bytes or fewer, starting at a line or an escape sequence so that
+    no sequence is cut in two (full-screen programs position the cursor, newline-free)."""
+    if len(data) <= size:
+        return data
+    cut = len(data) - size
+    starts = [i for i in (data.find(b"\n", cut), data.find(b"\x1b", cut)) if i != -1]
+    if not starts:
+        return data[cut:]
+    start = min(starts)
+    return data[start + 1 :] if data[start] == 0x0A else data[start:]
 
 
 # -- the foreground process blocked reading the terminal --------------------------
