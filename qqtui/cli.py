@@ -406,6 +406,7 @@ def show(ctx: Context, run_id: str, as_json: bool) -> None:
     run = _get_run(ctx, run_id)
     events = ctx.snapshot().events(run.id)
     from qqtui.core.leases import LeaseSet
+    from qqtui.core.runspec import tty_size_of
     from qqtui.core.sessions import artifacts_dir, list_artifacts
 
     session_path, run_dir = run_paths(ctx.settings.home, run)
@@ -448,6 +449,16 @@ def show(ctx: Context, run_id: str, as_json: bool) -> None:
         kept = " (kept on success)" if run.keep_worktree else ""
         fields.append(("worktree", f"{run.worktree}{kept}"))
         fields.append(("branch", f"{run.worktree_branch} in {run.worktree_repo}"))
+    if run.tty:
+        size = tty_size_of(run)
+        assert size is not None
+        fields.append(
+            (
+                "terminal",
+                f"{size[0]}x{size[1]} (attach: qqtui attach {run.id}; "
+                f"input: qqtui send {run.id} TEXT)",
+            )
+        )
     fields.append(("artifacts", artifacts_dir(session_path, run.id)))
     fields += [("", f"{name}  {human_size(size)}") for name, size in artifacts]
     if run.env:
