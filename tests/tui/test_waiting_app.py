@@ -39,10 +39,11 @@ def _header_text(app: object) -> str:
 async def test_a_real_agent_that_waits_gets_badge_toast_bell_and_count(
     tmp_path: Path, tui_settings: Settings, tui_store: Store, live_worker: subprocess.Popen[bytes]
 ) -> None:
-    go = tmp_path / "go"
+    start, go = tmp_path / "start", tmp_path / "go"
     script = (
         "import pathlib, time\n"
         "from qqtui import agent\n"
+        f"while not pathlib.Path({str(start)!r}).exists(): time.sleep(0.05)\n"
         "agent.waiting('approve edit to x.py?')\n"
         f"while not pathlib.Path({str(go)!r}).exists(): time.sleep(0.05)\n"
         "agent.working()\n"
@@ -57,6 +58,9 @@ async def test_a_real_agent_that_waits_gets_badge_toast_bell_and_count(
     rings: list[bool] = []
     app.bell = lambda: rings.append(True)  # type: ignore[method-assign]
     async with app.run_test(size=SIZE) as pilot:
+        # A wait already there at the app's first poll is shown, not announced.
+        await wait_until(pilot, lambda: app.last_poll is not None)
+        start.touch()
         toast = f"run {asker} needs you: approve edit to x.py?"
         await wait_until(pilot, lambda: toast in toasts(app), what="the waiting toast")
         await wait_until(pilot, lambda: " WAIT " in _row_text(app, asker))
