@@ -213,7 +213,7 @@ class ActivityWatcher:
         if (
             state.source == "agent"
             and state.report is not None
-            and size > state.size_at_flag
+            and size > max(state.size_at_flag, 0)
             and log_mtime <= state.report[1] / 1e9 + REPORT_OUTPUT_GRACE_S
         ):
             # An agent that reports, then prints its question: that output is part
@@ -223,7 +223,7 @@ class ActivityWatcher:
             why, source = "input reached its terminal", "input"
         elif state.source == "agent" and report is None:
             why, source = "the agent works again", "agent"
-        elif size > state.size_at_flag and (state.source != "agent" or not run.tty):
+        elif size > max(state.size_at_flag, 0) and (state.source != "agent" or not run.tty):
             why, source = "new output", "output"
         elif report is not None and report != state.report:
             # A fresh report while waiting: the agent's words replace the screen's.
