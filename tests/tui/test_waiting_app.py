@@ -166,3 +166,30 @@ def test_the_header_counts_only_running_waiting_runs(
     assert counts["waiting"] == 1 and counts["hung"] == 0
     tui_store.finish_run(run_id, token, Status.CANCELLED, reason="cancelled")
     assert count_runs(Snapshot(tui_settings.db_url).runs())["waiting"] == 0
+
+
+@pytest.mark.parametrize(
+    ("toml", "kinds"),
+    [
+        ("", ()),
+        ("[tui]\nnotify = true\n", ("osc9",)),
+        ("[tui]\nnotify = false\n", ()),
+        ('[tui]\nnotify = "osc777"\n', ("osc777",)),
+        ('[tui]\nnotify = "both"\n', ("osc9", "osc777")),
+    ],
+)
+def test_tui_notify_from_config(tmp_path: Path, toml: str, kinds: tuple[str, ...]) -> None:
+    from qqtui.config import tui_notify
+
+    (tmp_path / "config.toml").write_text(toml)
+    assert tui_notify(tmp_path) == kinds
+
+
+def test_a_wrong_tui_notify_is_one_clear_error(tmp_path: Path) -> None:
+    from qqtui.config import tui_notify
+    from qqtui.core.errors import QqError
+
+    (tmp_path / "config.toml").write_text('[tui]\nnotify = "loud"\n')
+    with pytest.raises(QqError, match=r"\[tui\] notify must be true, false"):
+        tui_notify(tmp_path)
+    assert tui_notify(tmp_path / "nowhere") == ()
