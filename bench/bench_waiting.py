@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import random
+import socket
 import statistics
 import subprocess
 import sys
@@ -33,7 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from _machine import code_state, machine_line, percentile, update_readme_section
 
-from qqtui.core import sessions
+from qqtui.core import sessions, ttyproto
 from qqtui.core.activity import ActivityWatcher
 from qqtui.core.intents import run_paths, submit_run
 from qqtui.core.profiles import DEFAULT_WAITING_PATTERNS
@@ -62,15 +63,16 @@ def env_for(home: Path) -> dict[str, str]:
 def bench_report(cycles: int) -> list[float]:
     home = Path(tempfile.mkdtemp(prefix="qqtui-bench-waiting-"))
     ledger = home / "reports.txt"
+    # Random pauses: a fixed cycle would lock onto the worker's 0.5 s tick.
     script = (
-        "import time\n"
+        "import random, time\n"
         "from qqtui import agent\n"
         f"for i in range({cycles}):\n"
         f"    with open({str(ledger)!r}, 'a') as f: f.write(f'{{time.time()}}\\n')\n"
         "    agent.waiting(f'question {i}')\n"
         "    time.sleep(1.5)\n"
         "    agent.working()\n"
-        "    time.sleep(1.0)\n"
+        "    time.sleep(0.7 + random.random())\n"
     )
     sessions.ensure_home(home)
     db_url = f"sqlite:///{home / 'qqtui.db'}"
@@ -133,6 +135,67 @@ def bench_prompt(samples: int, poll_s: float = 0.5) -> list[float]:
     return latencies
 
 
+def _send(sock_path: Path, data: bytes) -> None:
+    """`data` to a tty run's terminal through its socket, as a "send" client."""
+    reader = ttyproto.FrameReader(ttyproto.SHIM_KINDS, ttyproto.MAX_SHIM_FRAME)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(10)
+        sock.connect(str(sock_path))
+        sock.sendall(ttyproto.frame(ttyproto.HELLO, {"v": 1, "name": "bench", "want": "send"}))
+        sock.sendall(ttyproto.frame(ttyproto.INPUT, data))
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise AssertionError("the shim closed the connection before its ACK")
+            if any(kind == ttyproto.ACK for kind, _ in reader.feed(chunk)):
+                return
+
+
+def bench_tty_run(cycles: int) -> list[float]:
+    """A real `--tty` run under a real worker prints the prompt at random times and
+    reads its terminal; the bench answers through tty.sock once the flag is up."""
+    home = Path(tempfile.mkdtemp(prefix="qqtui-bench-tty-"))
+    ledger = home / "prompts.txt"
+    script = (
+        "import random, sys, time\n"
+        f"for i in range({cycles}):\n"
+        "    print('\\x1b[2J\\x1b[Hworking on change', i, flush=True)\n"
+        "    time.sleep(0.5 + random.random())\n"
+        f"    with open({str(ledger)!r}, 'a') as f: f.write(f'{{time.time()}}\\n')\n"
+        "    print('Apply this change? [y/n] ', end='', flush=True)\n"
+        "    sys.stdin.readline()\n"
+    )
+    sessions.ensure_home(home)
+    db_url = f"sqlite:///{home / 'qqtui.db'}"
+    store = Store.open(db_url, actor="bench")
+    run = submit_run(store, home, RunSpec(argv=(PY, "-c", script), cwd=str(home), tty=True))
+    _, run_dir = run_paths(home, run)
+    worker = subprocess.Popen(
+        [PY, "-m", "qqtui", "worker", "--until-idle"],
+        env=env_for(home),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    snap = Snapshot(db_url)
+    try:
+        for i in range(cycles):
+            deadline = time.monotonic() + 20
+            while sum(e.kind == "waiting" for e in snap.events(run.id)) <= i:
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"prompt {i}: no waiting flag within 20 s")
+                time.sleep(0.05)
+            _send(run_dir / sessions.TTY_SOCKET, b"y\r")
+        worker.wait(timeout=60)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    prompted = [float(line) for line in ledger.read_text().split()]
+    flagged = [e.at for e in snap.events(run.id) if e.kind == "waiting"]
+    store.close()
+    return [f - p for f, p in zip(flagged, prompted, strict=True)]
+
+
 def bench_cost(repeats: int) -> dict[str, float]:
     patterns = compile_patterns(DEFAULT_WAITING_PATTERNS)
     tmp = Path(tempfile.mkdtemp(prefix="qqtui-bench-screen-"))
@@ -160,9 +223,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cycles", type=int, default=20)
     parser.add_argument("--update-readme", action="store_true")
+    parser.add_argument(
+        "--tty-run", action="store_true", help="also a real --tty run (needs the tty shim)"
+    )
     args = parser.parse_args()
     report = bench_report(args.cycles)
     prompt = bench_prompt(args.cycles)
+    tty = bench_tty_run(args.cycles) if args.tty_run else None
     cost = bench_cost(10)
     rows = [
         (
@@ -175,6 +242,17 @@ def main() -> None:
             _dist(prompt),
             "≤ 2 s",
         ),
+        *(
+            [
+                (
+                    "prompt printed by a real --tty run → flag (real worker and shim)",
+                    _dist(tty),
+                    "≤ 2 s",
+                )
+            ]
+            if tty is not None
+            else []
+        ),
         ("one screen check, small log", f"{cost['small'] * 1000:.1f} ms median", ""),
         ("one screen check, 64 MiB log", f"{cost['64 MiB'] * 1000:.1f} ms median", ""),
     ]
@@ -186,7 +264,7 @@ def main() -> None:
         f"{machine_line()}, {code_state()}.\n\n{table}\n"
     )
     print(body)
-    print(json.dumps({"report": report, "prompt": prompt, "cost": cost}))
+    print(json.dumps({"report": report, "prompt": prompt, "tty": tty, "cost": cost}))
     if args.update_readme:
         update_readme_section("waiting flag (#15)", body)
 
