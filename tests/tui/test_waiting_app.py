@@ -92,14 +92,16 @@ async def test_waiting_runs_sort_first_both_ways_and_filter_by_word(
     async with app.run_test(size=SIZE) as pilot:
         await wait_until(pilot, lambda: len(shown_ids(app)) == 4)
         assert shown_ids(app) == [ids[1], ids[3], ids[2], ids[0]]
+        screen = app.screen
+        assert isinstance(screen, MainScreen)
+        await wait_until(pilot, lambda: screen.selected_run is not None)
+        assert screen.selected_run.id == ids[1], "it opens on the run that needs you"  # type: ignore[union-attr]
         assert " HUNG " in _row_text(app, ids[2]) and " WAIT " in _row_text(app, ids[1])
         table = app.screen.query_one(RunTable)
         table.set_sort("id", False)
         assert shown_ids(app) == [ids[1], ids[0], ids[2], ids[3]]
         table.set_sort("name", True)
         assert shown_ids(app)[0] == ids[1]
-        screen = app.screen
-        assert isinstance(screen, MainScreen)
         await pilot.press("slash")
         await pilot.press(*"waiting")
         await wait_until(pilot, lambda: shown_ids(app) == [ids[1]], what="the filter")

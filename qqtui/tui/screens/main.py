@@ -233,11 +233,13 @@ class MainScreen(Screen[None]):
         first_rows = not table.row_count and bool(message.rows)
         table.apply(message.rows)
         if first_rows and self._pending_select is None:
-            # Open on what needs watching: the newest running run (hung ones included),
-            # else the newest run, whatever the sort put first.
+            # Open on what needs watching: the newest run that waits for its user, else
+            # the newest running run (hung ones included), else the newest run, whatever
+            # the sort put first.
             runs = message.result.runs
             live = [i for i in message.rows if i in runs and runs[i].status is Status.RUNNING]
-            table.select_run(max(live or message.rows))
+            waiting = [i for i in live if runs[i].waiting]
+            table.select_run(max(waiting or live or message.rows))
         header = self.query_one(CountsHeader)
         header.show_counts(message.result.counts)
         header.show_warning(clock_warning(message.result.clock_skews))
