@@ -260,13 +260,27 @@ def main() -> None:
         f"| {a} | {b} | {c} |" for a, b, c in rows
     )
     body = (
-        f"`bench/bench_waiting.py --cycles {args.cycles}`, {time.strftime('%Y-%m-%d')}, "
-        f"{machine_line()}, {code_state()}.\n\n{table}\n"
+        f"`bench/bench_waiting.py --cycles {args.cycles}{' --tty-run' if args.tty_run else ''}`,"
+        f" {time.strftime('%Y-%m-%d')}, {machine_line()}, {code_state()}.\n\n{table}\n\n"
+        f"{NOTES if tty is not None else NOTES + NO_SHIM_NOTE}\n"
     )
     print(body)
     print(json.dumps({"report": report, "prompt": prompt, "tty": tty, "cost": cost}))
     if args.update_readme:
         update_readme_section("waiting flag (#15)", body)
+
+
+NOTES = """\
+An agent's report is seen at the worker's next tick (at most `--poll`, 0.5 s, after
+it). A prompt needs one second without output first (SCREEN_QUIET_S), measured from
+the log's mtime, then the next tick: 1.0-1.5 s. A screen check emulates at most the
+last 8 KiB of the replay since the last clear (a 1 MiB window of the log): emulating
+the whole replay of a 64 MiB log with an alternate screen took 1.1 s in pyte
+(~150 KB/s), once per quiet period, in the worker's tick."""
+NO_SHIM_NOTE = """
+The tty shim did not put runs on a pty yet when this ran, so the prompt row drives
+the worker's own ActivityWatcher over a claimed tty run's real log and run dir,
+ticked every 0.5 s at a random phase; `--tty-run` measures a real `--tty` run."""
 
 
 def _dist(values: list[float]) -> str:
