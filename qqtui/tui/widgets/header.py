@@ -26,6 +26,11 @@ _COUNTS = (
 )
 
 
+# Shown only while there are some: "needs you" is a call to act, and a dim "0 waiting"
+# would push the clock warning and the location off a narrow header.
+_ONLY_WHEN_SOME = frozenset({"waiting"})
+
+
 def clock_warning(skews: Sequence[ClockSkew]) -> str:
     """One line about the worst clock off the database server's ("" when none is)."""
     if not skews:
@@ -47,6 +52,8 @@ def counts_text(counts: dict[str, int], location: str, warning: str = "") -> Tex
     text.append("  ")
     for key, label, style in _COUNTS:
         value = counts.get(key, 0)
+        if not value and key in _ONLY_WHEN_SOME:
+            continue
         text.append(f"{value} ", style=style if value else "dim")
         text.append(label, style="" if value else "dim")
         text.append("   ")
