@@ -44,6 +44,10 @@ TTY_INPUT_FILE = "tty.input"  # sessions.TTY_INPUT_FILE (the shim cannot import 
 # After the command exits, how long leftovers holding the output pipe may keep
 # writing before we stop draining (the supervisor kills them meanwhile).
 DRAIN_AFTER_EXIT_S = 3.0
+# A pty master hands out at most this much a read (the line discipline's buffer).
+PTY_READ = 4095
+BEHIND = 48 * 1024
+COALESCE_S = 0.001
 
 
 def proc_starttime(pid: int) -> int | None:
@@ -341,14 +345,24 @@ def copy_until_exit(
                 with contextlib.suppress(BlockingIOError):
                     while os.read(wake_r, 512):
                         pass
+            woken = wake_r in ready
             if read_fd in ready:
                 data, eof = read_available(read_fd, max_reads)
                 if data:
                     log.write(data)
                     if server is not None:
                         server.output(data)
+                        if PTY_READ <= len(data) < BEHIND:
+                            # Output streams (a full pty read) and we are not behind (the
+                            # pty holds ~64 KiB): let it gather for a moment, so that
+                            # 50 MB/s costs about a thousand wake-ups a second, not the
+                            # twelve thousand of one 4 KiB read each. A keystroke's echo
+                            # waits at most this long, and only while output floods.
+                            time.sleep(COALESCE_S)
             if server is not None:
                 server.handle(ready, ready_w, time.monotonic())
+            if not woken and exit_info is None:
+                continue  # no signal came in: nothing to reap
         # Reap the command and anything orphaned onto us as subreaper. Everything the
         # command started is in our subtree, so how this loop ends says whether it
         # left processes behind.

@@ -19,6 +19,11 @@ from qqtui.core.termtext import plain_field
 from qqtui.core.ttyserver import socket_address
 
 
+# Small enough that splitting what arrives into frames stays cheap (FrameReader moves
+# its buffer's rest after every frame), large enough for a few syscalls per MB.
+RECV_CHUNK = 65536
+
+
 class TtyError(QqError):
     """A run's terminal cannot be reached or refused us; one line."""
 
@@ -162,7 +167,7 @@ class TtyConnection:
         if not ready:
             return False
         try:
-            data = self.sock.recv(1 << 20)
+            data = self.sock.recv(RECV_CHUNK)
         except (BlockingIOError, InterruptedError, TimeoutError):
             return False
         except OSError:
