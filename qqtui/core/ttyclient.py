@@ -18,7 +18,6 @@ from qqtui.core.records import RunRecord, Status
 from qqtui.core.termtext import plain_field
 from qqtui.core.ttyserver import socket_address
 
-
 # Small enough that splitting what arrives into frames stays cheap (FrameReader moves
 # its buffer's rest after every frame), large enough for a few syscalls per MB.
 RECV_CHUNK = 65536

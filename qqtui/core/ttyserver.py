@@ -4,6 +4,12 @@ Stdlib only, like the shim that runs it (ttyproto.py is the contract). It never
 blocks: every socket is non-blocking, a viewer that does not keep up is dropped
 once its backlog passes SLOW_CLIENT_LIMIT (it may reconnect for a fresh SCREEN),
 and input waits in a bounded queue until the terminal takes it.
+
+Within the contract: at most MAX_CLIENTS connections, only from our own uid (or
+root); a RESIZE from a viewer that is not the writer is ignored (it may have been
+sent just before a take-over), one with a size out of range drops the client; a
+client dropped with unread data of its own may read ECONNRESET instead of EOF
+after the ERROR frame. "send" clients get the same frames as readers.
 """
 
 from __future__ import annotations
@@ -236,7 +242,13 @@ class TtyServer:
                 return  # EMFILE and the like: the next round tries again
             creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
             _pid, uid, _gid = struct.unpack("3i", creds)
-            if len(self.clients) >= MAX_CLIENTS or uid not in (os.geteuid(), 0):
+            if uid not in (os.geteuid(), 0):
+                sock.close()
+                continue
+            if len(self.clients) >= MAX_CLIENTS:
+                with contextlib.suppress(OSError):
+                    sock.setblocking(False)
+                    sock.send(proto.frame(proto.ERROR, {"error": "too many viewers"}))
                 sock.close()
                 continue
             sock.setblocking(False)

@@ -115,8 +115,8 @@ def test_the_command_gets_a_terminal_of_its_own(tmp_path: Path) -> None:
         "import os, shutil, json\n"
         "print(json.dumps({'tty': [os.isatty(i) for i in range(3)], 'term': os.environ['TERM'],"
         " 'size': list(shutil.get_terminal_size((1, 1))), 'pgid': os.getpgrp(), 'pid': os.getpid(),"
-        " 'sid': os.getsid(0), 'fg': os.tcgetpgrp(0), 'ctty': os.ttyname(0) == os.ttyname(1)}),"
-        " flush=True)\n"
+        " 'sid': os.getsid(0), 'fg': os.tcgetpgrp(0), 'ctty': os.ttyname(0) == os.ttyname(1),"
+        " 'fds': sorted(int(fd) for fd in os.listdir('/proc/self/fd'))}), flush=True)\n"
     )
     spawned, _, sock = start_tty(tmp_path, [sys.executable, "-c", probe], size=(123, 45))
     assert wait_exit(spawned)["exit_code"] == 0
@@ -129,6 +129,8 @@ def test_the_command_gets_a_terminal_of_its_own(tmp_path: Path) -> None:
     # kill find it as they find a pipe run's command.
     assert seen["pgid"] == seen["pid"] == seen["sid"] == spawned.pid == spawned.pgid
     assert seen["fg"] == seen["pgid"] and seen["ctty"]
+    # Nothing of the shim's leaks into the command: not the master, not the socket.
+    assert seen["fds"] == [0, 1, 2, 3]  # 3: the listing's own
     assert not sock.exists()  # removed when the shim exited
 
 
@@ -243,6 +245,25 @@ def test_a_planted_path_is_refused_and_the_run_does_not_start(tmp_path: Path, pl
     assert not marker.exists()  # the command never started
     assert victim.read_text() == "keep me" and os.path.lexists(sock)
     assert not (tmp_path / "nowhere").exists()
+
+
+def test_a_planted_socket_path_fails_the_run_with_the_reason(
+    home: Path,
+    db_url: str,
+    qq,
+    workers: Workers,  # type: ignore[no-untyped-def]
+) -> None:
+    run_id = add(qq, "--tty", "--", "true")
+    queued = Snapshot(db_url).run(run_id)
+    assert queued is not None
+    session, run_dir = run_paths(home, queued)
+    sessions.create_run_dir(session, run_id)
+    (run_dir / sessions.TTY_SOCKET).symlink_to(home / "elsewhere")
+    workers.start()
+    failed = wait_for_status(db_url, run_id, {"failed"}, 20)
+    assert "cannot serve the run's terminal" in (failed.reason or "")
+    assert "is not a socket" in (failed.reason or "")
+    assert not (home / "elsewhere").exists()
 
 
 def test_a_socket_directory_others_can_enter_is_refused(tmp_path: Path) -> None:
