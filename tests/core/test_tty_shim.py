@@ -379,6 +379,38 @@ def test_a_viewer_that_does_not_read_is_dropped_not_waited_for(tmp_path: Path) -
     assert len(received) < 20_000_000
 
 
+def test_input_past_the_queue_is_refused_whole_and_the_run_carries_on(tmp_path: Path) -> None:
+    # Raw mode and never a read: the kernel's buffers fill, then the shim's queue.
+    program = "import sys, time, tty\ntty.setraw(0)\nprint('raw', flush=True)\ntime.sleep(60)\n"
+    spawned, target, sock = start_tty(tmp_path, [sys.executable, "-c", program])
+    frame = b"z" * ttyproto.MAX_CLIENT_FRAME
+    with TtyConnection.open(sock, want="write", name="w") as conn:
+        if b"raw" not in conn.screen:
+            read_output(conn, b"raw")
+        acked = 0
+        refused = None
+        for _ in range(40):  # 2.5 MiB: more than the kernel and the 1 MiB queue hold
+            conn.send_input(frame)
+            for kind, payload in conn.read_frames(0.2):
+                if kind == ttyproto.ACK:
+                    acked += json.loads(payload)["n"]
+                elif kind == ttyproto.ERROR:
+                    refused = json.loads(payload)["error"]
+            if refused:
+                break
+        assert refused is not None and "input queue is full" in refused
+        assert acked % len(frame) == 0  # whole frames only
+        assert 1024 * 1024 <= acked <= 2 * 1024 * 1024
+    # The shim and the run carry on; a sender is refused the same way.
+    with TtyConnection.open(sock, want="send", name="s") as sender:
+        sender.send_input(frame)
+        errors = [p for k, p in frames_until_closed(sender) if k == ttyproto.ERROR]
+        assert errors and b"input queue is full" in errors[0]
+    assert spawned.exit_report is None and psutil.pid_exists(spawned.pid or 0)
+    TreeKill(target, grace_s=0).finish()
+    assert wait_exit(spawned)["signal"] == signal.SIGKILL
+
+
 # The run hides processes as agents do (see test_procs.TREE); on a tty, the leader's
 # death also sends SIGHUP to its group, so the stubborn child ignores that as well.
 TTY_TREE = r"""
