@@ -46,7 +46,9 @@ TTY_INPUT_FILE = "tty.input"  # sessions.TTY_INPUT_FILE (the shim cannot import 
 DRAIN_AFTER_EXIT_S = 3.0
 # A pty master hands out at most this much a read (the line discipline's buffer).
 PTY_READ = 4095
+# Read this much in one wake-up and the pty (~64 KiB) was filling: no pause then.
 BEHIND = 48 * 1024
+# The pause after a wake-up that found output streaming (see copy_until_exit).
 COALESCE_S = 0.001
 
 
@@ -188,7 +190,7 @@ def spawn_on_pty(config: dict):  # -> (Popen, int, ttyserver.TtyServer)
     import termios
 
     if HERE not in sys.path:
-        sys.path.insert(0, HERE)
+        sys.path.append(HERE)  # last: none of our siblings may shadow a stdlib module
     import ttyserver
 
     cols, rows = int(config["tty"]["cols"]), int(config["tty"]["rows"])
