@@ -31,7 +31,7 @@ else:  # the shim runs as a bare script with this directory on sys.path
     from ttyreplay import ScreenReplay  # type: ignore[no-redef]
 
 SUN_PATH_MAX = 107  # sun_path is 108 bytes with the terminating NUL
-SLOW_CLIENT_LIMIT = 4 * 1024 * 1024
+SLOW_CLIENT_LIMIT = 8 * 1024 * 1024
 INPUT_QUEUE_CAP = 1024 * 1024
 MAX_CLIENTS = 64
 MAX_NAME = 80
