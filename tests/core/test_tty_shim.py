@@ -10,8 +10,10 @@ import re
 import signal
 import socket
 import stat
+import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -27,6 +29,22 @@ from qqtui.core.ttyclient import TtyClosed, TtyConnection, TtyError, send_to_run
 
 from ..conftest import Workers, wait_for, wait_for_status
 from .test_procs import wait_exit
+
+_started: list[tuple[Spawned, RunTarget]] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_run_outlives_its_test() -> Iterator[None]:
+    """A failing test leaves no shim or command behind (they would live on forever)."""
+    yield
+    while _started:
+        spawned, target = _started.pop()
+        if spawned.shim.poll() is None:
+            TreeKill(target, grace_s=0).finish(settle_s=1.0)
+            spawned.shim.kill()
+        spawned.close()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            spawned.shim.wait(5)
 
 
 def run_dir_in(parent: Path, run_id: int) -> Path:
@@ -66,6 +84,7 @@ def start_tty(
         shim_pid=spawned.shim.pid,
         shim_create_time=spawned.shim_create_time,
     )
+    _started.append((spawned, target))
     return spawned, target, run_dir / sessions.TTY_SOCKET
 
 
