@@ -600,6 +600,45 @@ def retry(ctx: Context, run_id: str) -> None:
     click.echo(f"run {run.id}: queued again (attempt {run.attempt})")
 
 
+@cli.command()
+@click.argument("run_id", shell_complete=complete_run_id)
+@click.argument("text", required=False)
+@click.option("--no-enter", is_flag=True, help="Do not press enter after TEXT.")
+@click.option(
+    "--key",
+    "keys",
+    multiple=True,
+    metavar="NAME",
+    help="Press a key (ctrl-c, enter, escape, up, tab, y ...); repeat for several.",
+)
+@pass_ctx
+def send(ctx: Context, run_id: str, text: str | None, no_enter: bool, keys: Sequence[str]) -> None:
+    """Type into a tty run's terminal: send ID TEXT [--no-enter], or send ID --key NAME..."""
+    from qqtui.core.ttyclient import send_to_run
+    from qqtui.core.ttykeys import key_bytes
+
+    if text is not None and keys:
+        fail("give TEXT or --key, not both")
+    if text is None and not keys:
+        fail("nothing to send: give TEXT or --key NAME")
+    if keys and no_enter:
+        fail("--no-enter applies to TEXT only")
+    if text is not None:
+        data = text.encode() + (b"" if no_enter else b"\r")
+    else:
+        try:
+            data = b"".join(key_bytes(name) for name in keys)
+        except ValueError as exc:
+            fail(str(exc))
+    run = _get_run(ctx, run_id)
+    # One machine in SQLite mode; in PostgreSQL mode the socket is on the run's host.
+    this_host = (
+        None if ctx.settings.is_sqlite else os.environ.get("QQTUI_HOST") or os.uname().nodename
+    )
+    sent = send_to_run(ctx.settings.home, run, data, this_host=this_host)
+    click.echo(f"run {run.id}: sent {sent} bytes")
+
+
 # Interspersed args stay on here: the session id comes first, so only the usual `--`
 # separator can mark where the command starts.
 @cli.command()
