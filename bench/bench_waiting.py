@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,7 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from _machine import code_state, machine_line, percentile, update_readme_section
 
-from qqtui.core import sessions, ttyproto
+from qqtui.core import sessions
 from qqtui.core.activity import ActivityWatcher
 from qqtui.core.intents import run_paths, submit_run
 from qqtui.core.profiles import DEFAULT_WAITING_PATTERNS
@@ -43,6 +42,7 @@ from qqtui.core.runspec import RunSpec
 from qqtui.core.snapshot import Snapshot
 from qqtui.core.store import Store
 from qqtui.core.tracked import Tracked
+from qqtui.core.ttyclient import send_to_run
 from qqtui.core.waitdetect import compile_patterns, screen_prompt
 
 PY = sys.executable
@@ -135,22 +135,6 @@ def bench_prompt(samples: int, poll_s: float = 0.5) -> list[float]:
     return latencies
 
 
-def _send(sock_path: Path, data: bytes) -> None:
-    """`data` to a tty run's terminal through its socket, as a "send" client."""
-    reader = ttyproto.FrameReader(ttyproto.SHIM_KINDS, ttyproto.MAX_SHIM_FRAME)
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(10)
-        sock.connect(str(sock_path))
-        sock.sendall(ttyproto.frame(ttyproto.HELLO, {"v": 1, "name": "bench", "want": "send"}))
-        sock.sendall(ttyproto.frame(ttyproto.INPUT, data))
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                raise AssertionError("the shim closed the connection before its ACK")
-            if any(kind == ttyproto.ACK for kind, _ in reader.feed(chunk)):
-                return
-
-
 def bench_tty_run(cycles: int) -> list[float]:
     """A real `--tty` run under a real worker prints the prompt at random times and
     reads its terminal; the bench answers through tty.sock once the flag is up."""
@@ -169,7 +153,6 @@ def bench_tty_run(cycles: int) -> list[float]:
     db_url = f"sqlite:///{home / 'qqtui.db'}"
     store = Store.open(db_url, actor="bench")
     run = submit_run(store, home, RunSpec(argv=(PY, "-c", script), cwd=str(home), tty=True))
-    _, run_dir = run_paths(home, run)
     worker = subprocess.Popen(
         [PY, "-m", "qqtui", "worker", "--until-idle"],
         env=env_for(home),
@@ -185,7 +168,7 @@ def bench_tty_run(cycles: int) -> list[float]:
                 if time.monotonic() > deadline:
                     raise AssertionError(f"prompt {i}: no waiting flag within 20 s")
                 time.sleep(0.05)
-            _send(run_dir / sessions.TTY_SOCKET, b"y\r")
+            send_to_run(home, snap.run(run.id), b"y\r", this_host=store.host)  # type: ignore[arg-type]
         worker.wait(timeout=60)
     finally:
         if worker.poll() is None:
@@ -262,7 +245,7 @@ def main() -> None:
     body = (
         f"`bench/bench_waiting.py --cycles {args.cycles}{' --tty-run' if args.tty_run else ''}`,"
         f" {time.strftime('%Y-%m-%d')}, {machine_line()}, {code_state()}.\n\n{table}\n\n"
-        f"{NOTES if tty is not None else NOTES + NO_SHIM_NOTE}\n"
+        f"{NOTES + (TTY_NOTE if tty is not None else NO_SHIM_NOTE)}\n"
     )
     print(body)
     print(json.dumps({"report": report, "prompt": prompt, "tty": tty, "cost": cost}))
@@ -281,6 +264,11 @@ NO_SHIM_NOTE = """
 The tty shim did not put runs on a pty yet when this ran, so the prompt row drives
 the worker's own ActivityWatcher over a claimed tty run's real log and run dir,
 ticked every 0.5 s at a random phase; `--tty-run` measures a real `--tty` run."""
+TTY_NOTE = """
+The --tty-run row: a real `--tty` run under a real worker and its shim prints the
+prompt after a random pause and reads its terminal; the bench answers each prompt with
+`ttyclient.send_to_run` once the flag is up (the "waiting" event's time minus the time
+the program wrote down right before printing)."""
 
 
 def _dist(values: list[float]) -> str:
