@@ -47,3 +47,23 @@ def test_a_tty_prompt_waits_and_an_answer_ends_the_wait(
     ready = [e.reason for e in snap.events(run_id) if e.kind == "ready"]
     # The input, or the echo and "applied" it caused, whichever the worker saw first.
     assert ready in (["input: input reached its terminal"], ["output: new output"])
+
+
+def test_a_tty_run_blocked_reading_its_terminal_waits_without_a_pattern(
+    db_url: str,
+    qq,
+    workers: Workers,  # type: ignore[no-untyped-def]
+) -> None:
+    # "name: " matches no pattern: only the blocked-read detector can tell.
+    asker = 'printf "name: "; read name; echo "hello $name"; sleep 1.5'
+    run_id = int(qq("add", "--tty", "--", "sh", "-c", asker, check=True).stdout)
+    workers.start()
+    snap = Snapshot(db_url)
+    wait_for(lambda: snap.run(run_id).waiting, 30, what="the waiting flag")  # type: ignore[union-attr]
+    run = snap.run(run_id)
+    assert run is not None and run.pid is not None
+    assert run.waiting_reason == f"sh (pid {run.pid}) is waiting for input on its terminal"
+    qq("send", str(run_id), "qq", check=True)
+    done = wait_for_status(db_url, run_id, {"succeeded", "failed"}, 30)
+    assert done.status.value == "succeeded" and not done.waiting
+    assert [e.kind for e in snap.events(run_id)].count("ready") == 1
