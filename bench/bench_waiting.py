@@ -245,7 +245,7 @@ def main() -> None:
     body = (
         f"`bench/bench_waiting.py --cycles {args.cycles}{' --tty-run' if args.tty_run else ''}`,"
         f" {time.strftime('%Y-%m-%d')}, {machine_line()}, {code_state()}.\n\n{table}\n\n"
-        f"{NOTES + (TTY_NOTE if tty is not None else NO_SHIM_NOTE)}\n"
+        f"{NOTES}\n{TTY_NOTE if tty is not None else NO_SHIM_NOTE}\n"
     )
     print(body)
     print(json.dumps({"report": report, "prompt": prompt, "tty": tty, "cost": cost}))
