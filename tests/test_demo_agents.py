@@ -289,3 +289,76 @@ def test_every_agent_has_help(agent: str) -> None:
         timeout=60,
     )
     assert out.returncode == 0 and "usage:" in out.stdout
+
+
+def _start_on_pty(runner: Runner, *args: str) -> tuple[subprocess.Popen[bytes], int]:
+    """The review agent on a real pseudo-terminal of 80x24, as a --tty run gets one."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "qqtui.demo.agents.review", *args],
+        env=runner.env(),
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        start_new_session=True,
+    )
+    os.close(slave)
+    runner.groups.add(proc.pid)
+    runner.procs.append(proc)
+    return proc, master
+
+
+def _read_until(master: int, screen: object, wanted: str, timeout: float = 30) -> bool:
+    import pyte
+
+    stream = pyte.ByteStream(screen)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(wanted in line for line in screen.display):  # type: ignore[attr-defined]
+            return True
+        ready, _, _ = select.select([master], [], [], 0.2)
+        if ready:
+            try:
+                stream.feed(os.read(master, 65536))
+            except OSError:  # EIO: the program closed the terminal
+                return any(wanted in line for line in screen.display)  # type: ignore[attr-defined]
+    return False
+
+
+@pytest.mark.parametrize(("answer", "code", "said"), [("y", 0, "applied"), ("n", 1, "rejected")])
+def test_review_asks_on_its_full_screen_waits_and_obeys_the_answer(
+    runner: Runner, answer: str, code: int, said: str
+) -> None:
+    from qqtui.core.sessions import WAITING_FILE
+    from qqtui.core.ttyscreen import TerminalScreen
+
+    proc, master = _start_on_pty(runner, "--seconds", "0.5")
+    try:
+        screen = TerminalScreen(80, 24)
+        assert _read_until(master, screen, "Apply this change? [y/n]")
+        assert screen.alternate  # drawn on the alternate screen, as full-screen agents are
+        assert any("review agent" in line for line in screen.display)
+        # It told qqtui that it waits for its user.
+        waiting = runner.run_dir / WAITING_FILE
+        assert wait_until(waiting.exists)
+        os.write(master, b"x")  # not an answer: ignored
+        time.sleep(0.2)
+        assert proc.poll() is None
+        os.write(master, answer.encode())
+        assert proc.wait(timeout=30) == code
+        assert _read_until(master, screen, said)
+        assert not screen.alternate  # the main screen is back, as it was
+        assert not waiting.exists()
+    finally:
+        os.close(master)
+
+
+def test_review_on_a_pipe_says_it_needs_a_terminal(runner: Runner) -> None:
+    code, _, err = runner.run("review", "--seconds", "0")
+    assert code == 2 and b"needs a terminal" in err and b"--tty" in err

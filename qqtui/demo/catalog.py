@@ -1,13 +1,14 @@
 """The runs `qqtui demo` queues: together they show every feature of the app within a
 minute (live colour output, history, progress, a process tree, a hung run, a failure,
-a flood that hits the log cap, hostile output rendered inert)."""
+a flood that hits the log cap, hostile output rendered inert, and an interactive
+agent on a terminal of its own that waits for its user's answer)."""
 
 from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
 
-AGENTS = ("coder", "tree", "hang", "fail", "flood", "hostile")
+AGENTS = ("coder", "tree", "hang", "fail", "flood", "hostile", "review")
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +21,7 @@ class DemoRun:
     timeout_s: float | None
     hung_after_s: float | None
     description: str = ""
+    tty: bool = False  # on a pseudo-terminal: attach to it, answer it
 
 
 def agent_argv(agent: str, *args: str) -> tuple[str, ...]:
@@ -88,5 +90,15 @@ def demo_runs() -> list[DemoRun]:
             timeout_s=120,
             hung_after_s=60,
             description="OSC 52, title changes, screen clears, Rich markup",
+        ),
+        DemoRun(
+            "review: asks before it applies",
+            "review",
+            agent_argv("review", "--seconds", "8"),
+            # Waiting for its user is not hanging: the threshold never fires while it waits.
+            timeout_s=600,
+            hung_after_s=60,
+            description="full-screen on a terminal; waits for y/n (attach with a, press y)",
+            tty=True,
         ),
     ]

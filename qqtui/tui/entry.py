@@ -78,6 +78,7 @@ def queue_demo_runs(settings: Settings) -> list[int]:
                 # The demo agents write only inside their session directories, so they
                 # may share the cwd; otherwise its lease would run them one at a time.
                 shared_workspace=True,
+                tty=demo.tty,
             )
             run = submit_run(store, settings.home, spec, actor="demo")
             ids.append(run.id)
