@@ -25,7 +25,20 @@ class TerminalScreen(pyte.HistoryScreen):
     def __init__(self, columns: int, lines: int, history: int = SCROLLBACK_LINES) -> None:
         self.alternate = False
         self._main: tuple[dict[int, Any], Cursor] | None = None
+        self.history_pushed = 0
+        """Lines ever moved into the scrollback: with `len(history.top)`, a stable number
+        for each history line (a viewer's cache key) as old ones fall off the front."""
         super().__init__(columns, lines, history=history)
+
+    @property
+    def app_cursor(self) -> bool:
+        """Application cursor keys (DECCKM): arrows go as SS3, not CSI."""
+        return (1 << 5) in self.mode
+
+    @property
+    def bracketed_paste(self) -> bool:
+        """The program asked for pastes wrapped in ESC[200~ ... ESC[201~ (mode 2004)."""
+        return (2004 << 5) in self.mode
 
     def set_mode(self, *modes: int, **kwargs: Any) -> None:
         if kwargs.get("private") and ALTERNATE_MODES.intersection(modes):
@@ -58,6 +71,10 @@ class TerminalScreen(pyte.HistoryScreen):
             # Lines scrolled off a full-screen program's screen are not history.
             pyte.Screen.index(self)
         else:
+            # As HistoryScreen.index decides to keep the line that leaves.
+            _, bottom = self.margins or (0, self.lines - 1)
+            if self.cursor.y == bottom:
+                self.history_pushed += 1
             super().index()
 
     def reset(self) -> None:
