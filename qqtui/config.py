@@ -48,3 +48,28 @@ def resolve_settings(home: str | os.PathLike[str] | None = None, db: str | None 
     return Settings(
         home=home_path, db_url=db or os.environ.get(DB_ENV) or default_db_url(home_path)
     )
+
+
+TUI_TABLE = "tui"
+DEFAULT_DETACH_KEY = "ctrl+]"
+_KEY_RE = r"^(?:(?:ctrl|alt|shift|meta)\+)*(?:[!-~]|[a-z_0-9]{2,32})$"
+
+
+def detach_key(home: Path) -> str:
+    """`[tui] detach_key` of `<home>/config.toml` (ctrl+] when absent): the key that
+    leaves an attached run's terminal. ValueError names the file for a bad value."""
+    import re
+    import tomllib
+
+    path = home / "config.toml"
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return DEFAULT_DETACH_KEY
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ValueError(f"{path}: cannot read: {exc}") from None
+    table = doc.get(TUI_TABLE, {})
+    key = table.get("detach_key", DEFAULT_DETACH_KEY) if isinstance(table, dict) else None
+    if not isinstance(key, str) or not re.match(_KEY_RE, key):
+        raise ValueError(f'{path}: [tui] detach_key must be a key such as "ctrl+]", not {key!r}')
+    return key

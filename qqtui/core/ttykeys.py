@@ -52,7 +52,7 @@ def encode_key(key: str, character: str | None, *, app_cursor: bool) -> bytes | 
     for a key that has no terminal encoding."""
     if key in _PLAIN_KEYS:
         return _PLAIN_KEYS[key].encode()
-    *mods, base = key.split("+") if key != "+" else ("+",)
+    *mods, base = key.split("+")
     modifier = 1 + sum(_MODIFIER_BITS.get(m, 0) for m in mods)
     if any(m not in _MODIFIER_BITS for m in mods):
         return None
@@ -66,9 +66,10 @@ def encode_key(key: str, character: str | None, *, app_cursor: bool) -> bytes | 
         return (f"\x1b[{code};{modifier}~" if modifier > 1 else f"\x1b[{code}~").encode()
     if base in _FUNCTION_KEYS:
         return _FUNCTION_KEYS[base].encode() if modifier == 1 else None
-    if mods and mods[-1] in ("alt", "meta"):
+    alt = [m for m in mods if m in ("alt", "meta")]
+    if alt:
         # alt+x is ESC then x, as xterm sends it with metaSendsEscape.
-        rest = "+".join(mods[:-1] + [base])
+        rest = "+".join([*(m for m in mods if m not in alt), base])
         inner = encode_key(rest, _alt_character(rest, character), app_cursor=app_cursor)
         return b"\x1b" + inner if inner is not None else None
     if mods == ["ctrl"] and len(base) == 1 and base.isascii() and base.isalpha():

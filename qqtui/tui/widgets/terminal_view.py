@@ -597,5 +597,7 @@ class TerminalView(ScrollOnlyGrowth, ScrollView, can_focus=True):
             if line == self._current_match
             else "terminal-view--match"
         )
-        text.highlight_words([self._query], self.get_component_rich_style(name), case_sensitive=False)
+        text.highlight_words(
+            [self._query], self.get_component_rich_style(name), case_sensitive=False
+        )
         return Strip(text.render(self.app.console), strip.cell_length)
