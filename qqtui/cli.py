@@ -536,7 +536,7 @@ def logs(ctx: Context, run_id: str, follow: bool, tail: int | None) -> None:
 def attach(ctx: Context, run_id: str) -> None:
     """Open a tty run's terminal here until the detach key (ctrl+] unless config.toml
     says otherwise in [tui] detach_key); the run goes on after."""
-    from qqtui.tui.screens.attach import run_attach
+    from qqtui.tui.entry import run_attach
 
     run = _get_run(ctx, run_id)
     if not sys.stdin.isatty() or not sys.stdout.isatty():

@@ -10,7 +10,6 @@ run goes on.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -333,22 +332,3 @@ class AttachApp(App[int]):
     def on_mount(self) -> None:
         use_detach_key(self, self._detach_key)
         self.push_screen(self._attach, lambda _: self.exit(0))
-
-
-def run_attach(home: Path, run: RunRecord, host: str | None) -> int:
-    """Attach this terminal to `run` until the detach key; QqError when it cannot be."""
-    from qqtui.config import detach_key
-
-    try:
-        key = detach_key(home)
-    except ValueError as exc:
-        raise QqError(str(exc)) from None
-    screen = open_attach_screen(
-        home, run, host, detach_key=key, name=f"qqtui attach (pid {os.getpid()})"
-    )
-    app = AttachApp(screen, detach_key=key)
-    try:
-        app.run()
-    finally:
-        screen.connection.close()
-    return 0

@@ -20,9 +20,13 @@ from __future__ import annotations
 import os
 import time
 import unicodedata
+from collections.abc import Mapping
+from itertools import groupby
+from operator import itemgetter
 from pathlib import Path
 
 import pyte
+from pyte.screens import Char
 from rich.cells import cell_len
 from rich.color import Color, ColorParseError
 from rich.segment import Segment
@@ -52,6 +56,8 @@ LOG_POLL_S = 0.05
 LOG_READ_MAX = 1 << 20
 """New log bytes fed per poll; a log that grew more than LOG_WINDOW is replayed again."""
 _HISTORY_CACHE = 2000
+# A pyte Char's style: fg, bg, bold, italics, underscore, strikethrough, reverse.
+_STYLE_FIELDS = itemgetter(1, 2, 3, 4, 5, 6, 7)
 
 # pyte's colour names to Rich's (pyte says "brown" for SGR 33, as the VT100 manual did).
 _COLOUR_NAMES = {
@@ -536,21 +542,46 @@ class TerminalView(ScrollOnlyGrowth, ScrollView, can_focus=True):
         self._rows[row] = (cursor_x, strip)
         return strip
 
-    def _render_cells(self, cells: dict[int, object], line: int, cursor_x: int = -1) -> Strip:
+    def _render_cells(self, cells: Mapping[int, Char], line: int, cursor_x: int = -1) -> Strip:
         """One terminal line as segments of sanitised cell text, exactly `columns` wide."""
         columns = self.screen_.columns
         default = self.screen_.default_char
+        chars = [cells.get(x, default) for x in range(columns)]
+        keys = list(map(_STYLE_FIELDS, chars))
+        if 0 <= cursor_x < columns:
+            fg, bg, bold, italic, underline, strike, reverse = keys[cursor_x]
+            keys[cursor_x] = (fg, bg, bold, italic, underline, strike, not reverse)
+        text = "".join([char.data for char in chars])
+        if len(text) == columns and text.isascii() and text.isprintable():
+            # One cell per character, none to clean: runs of a style at C speed.
+            segments: list[Segment] = []
+            at = 0
+            for key, run in groupby(keys):
+                size = len(list(run))
+                segments.append(Segment(text[at : at + size], self._style(key)))
+                at += size
+        else:
+            segments = self._render_cells_one_by_one(chars, keys)
+        strip = Strip(segments, columns)
+        if self._query:
+            strip = self._highlight(strip, line)
+        return strip.apply_style(self.visual_style.rich_style)
+
+    def _render_cells_one_by_one(
+        self, chars: list[Char], keys: list[tuple[object, ...]]
+    ) -> list[Segment]:
+        """Cells that are wide, empty or not ASCII: each cleaned (cell_text) and measured."""
+        columns = len(chars)
         segments: list[Segment] = []
         text: list[str] = []
         style: Style | None = None
         x = 0
         while x < columns:
-            char = cells.get(x, default) if hasattr(cells, "get") else default
-            data = cell_text(char.data) if char.data else " "  # type: ignore[attr-defined]
+            data = cell_text(chars[x].data) if chars[x].data else " "
             width = cell_len(data)
             if width > 1 and x + width > columns:
                 data, width = " ", 1  # a wide character cut by the right edge
-            cell_style = self._style(char, reverse_cursor=x == cursor_x)
+            cell_style = self._style(keys[x])
             if cell_style is not style and text:
                 segments.append(Segment("".join(text), style))
                 text = []
@@ -559,22 +590,10 @@ class TerminalView(ScrollOnlyGrowth, ScrollView, can_focus=True):
             x += max(1, width)
         if text:
             segments.append(Segment("".join(text), style))
-        strip = Strip(segments, columns)
-        if self._query:
-            strip = self._highlight(strip, line)
-        return strip.apply_style(self.visual_style.rich_style)
+        return segments
 
-    def _style(self, char: object, *, reverse_cursor: bool) -> Style:
-        c = char  # a pyte Char
-        key = (
-            c.fg,  # type: ignore[attr-defined]
-            c.bg,  # type: ignore[attr-defined]
-            c.bold,  # type: ignore[attr-defined]
-            c.italics,  # type: ignore[attr-defined]
-            c.underscore,  # type: ignore[attr-defined]
-            c.strikethrough,  # type: ignore[attr-defined]
-            c.reverse != reverse_cursor,  # type: ignore[attr-defined]
-        )
+    def _style(self, key: tuple[object, ...]) -> Style:
+        """The Rich style of a cell's (fg, bg, bold, italics, underscore, strike, reverse)."""
         style = self._styles.get(key)
         if style is None:
             fg, bg, bold, italic, underline, strike, reverse = key
@@ -587,6 +606,8 @@ class TerminalView(ScrollOnlyGrowth, ScrollView, can_focus=True):
                 strike=bool(strike) or None,
                 reverse=bool(reverse) or None,
             )
+            if len(self._styles) > 4096:
+                self._styles.clear()
             self._styles[key] = style
         return style
 
