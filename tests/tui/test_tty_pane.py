@@ -167,8 +167,7 @@ async def test_hostile_bytes_end_up_inert_in_cells() -> None:
                 assert "\u202e" not in segment.text
         # Long lines wrap inside the terminal's width; no strip is wider.
         assert all(
-            view._line_strip(i, cursor=False).cell_length == 40
-            for i in range(view._line_count())
+            view._line_strip(i, cursor=False).cell_length == 40 for i in range(view._line_count())
         )
 
 
