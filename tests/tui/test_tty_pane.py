@@ -3,8 +3,11 @@ bounded replay and then the log's growth; scrollback, search, hostile bytes."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 from rich.color import Color
@@ -17,7 +20,7 @@ from qqtui.core.snapshot import Snapshot
 from qqtui.core.store import Store
 from qqtui.tui.widgets.output_view import OutputView
 from qqtui.tui.widgets.terminal_view import TerminalView, cell_colour, cell_text
-from tests.tui.conftest import run_status, select_run, wait_until
+from tests.tui.conftest import clean_env, run_status, select_run, wait_until
 from tests.tui.test_app import SIZE, add, app_for
 
 # A full-screen program: the alternate screen, cursor moves, colours, then it waits.
@@ -177,3 +180,49 @@ def test_cell_text_keeps_one_printable_character() -> None:
     assert cell_text("e\u0301") == "e\u0301"
     for hostile in ("\x1b", "\x9b", "\x07", "\x7f", "\u202e", "\u200b", "\x1b]52;c;x\x07"):
         assert cell_text(hostile) == " ", repr(hostile)
+
+
+def test_hostile_bytes_of_a_tty_run_never_reach_the_terminal_under_tmux(tmp_path: Path) -> None:
+    """The real app in tmux with set-clipboard on, the raw bytes it writes piped to a
+    file: the run's OSC 52 makes no paste buffer, its title is not the pane's, and none
+    of its escape sequences is in what the app wrote."""
+    from tests.tui.test_tmux_e2e import TMUX, Tmux, _stop_workers
+
+    if TMUX is None:
+        pytest.skip("tmux is not installed")
+    home = tmp_path / "home"
+    home.mkdir(mode=0o700)
+    db_url = f"sqlite:///{home / 'qqtui.db'}"
+    store = Store.open(db_url)
+    script = f"import sys, time\nsys.stdout.buffer.write({HOSTILE!r}); sys.stdout.flush()\ntime.sleep(60)"
+    add(store, Settings(home, db_url), sys.executable, "-c", script, tty=True, tty_size=(60, 12))
+    store.close()
+    raw = tmp_path / "raw.out"
+    tmux = Tmux(f"qqtui-tty-{os.getpid()}")
+    try:
+        # The app starts after a second: pipe-pane is on by then, and sees all it writes.
+        tmux.start(f"sleep 1; exec {sys.executable} -m qqtui", clean_env(home))
+        subprocess.run([*tmux.base, "set", "-g", "set-clipboard", "on"], check=True)
+        subprocess.run([*tmux.base, "pipe-pane", "-t", tmux.session, f"cat >> {raw}"], check=True)
+        tmux.wait_for(lambda s: "cleared" in s and "end" in s, "the run's screen in the pane")
+        time.sleep(1)
+        buffers = subprocess.run(
+            [*tmux.base, "list-buffers"], capture_output=True, text=True, check=False
+        ).stdout
+        assert buffers.strip() == "", f"a paste buffer appeared: {buffers!r}"
+        title = subprocess.run(
+            [*tmux.base, "display-message", "-p", "-t", tmux.session, "#{pane_title}"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        assert "EVIL" not in title
+        written = raw.read_bytes()
+        assert b"cleared" in written, "the pipe saw the app's output"
+        for needle in (b"\x1b]52", b"SGFja2Vk", b"EVIL", b"evil.example", b"\x1bP+q", b"\xc2\x9b"):
+            assert needle not in written, needle
+        assert "\u202e".encode() not in written
+    finally:
+        tmux.keys("q")
+        tmux.kill()
+        _stop_workers(home, db_url)
