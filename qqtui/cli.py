@@ -539,8 +539,6 @@ def attach(ctx: Context, run_id: str) -> None:
     from qqtui.tui.entry import run_attach
 
     run = _get_run(ctx, run_id)
-    if not sys.stdin.isatty() or not sys.stdout.isatty():
-        fail("qqtui attach needs a terminal (stdin and stdout)")
     sys.exit(run_attach(ctx.settings.home, run, ctx.store().host))
 
 

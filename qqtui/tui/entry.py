@@ -56,6 +56,11 @@ def run_attach(home: Path, run: RunRecord, host: str | None) -> int:
         key = detach_key(home)
     except ValueError as exc:
         raise QqError(str(exc)) from None
+    from qqtui.core.ttyclient import check_attachable
+
+    check_attachable(home, run, host)  # the run's own reason first, then ours
+    if not sys.stdin.isatty() or not sys.stdout.isatty():
+        raise QqError("qqtui attach needs a terminal (stdin and stdout)")
     screen = open_attach_screen(
         home, run, host, detach_key=key, name=f"qqtui attach (pid {os.getpid()})"
     )

@@ -8,6 +8,7 @@ import random
 import subprocess
 import sys
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -231,8 +232,9 @@ async def test_a_second_viewer_is_read_only_until_it_takes_over(
 
 
 def _attachable(settings: Settings, run_id: int) -> object:
-    from qqtui.core.records import QqError
     from qqtui.core.ttyclient import check_attachable
+
+    from qqtui.core.records import QqError
 
     run = Snapshot(settings.db_url).run(run_id)
     try:
@@ -300,3 +302,52 @@ async def test_random_keys_while_attached_and_in_the_pane(
         if app.screen is screen:
             await pilot.press("ctrl+right_square_bracket")
         await wait_until(pilot, lambda: isinstance(app.screen, MainScreen))
+
+
+# -- qqtui attach ID ----------------------------------------------------------------
+
+
+def test_qqtui_attach_a_run_without_a_terminal_is_one_error_line(
+    qq: Any, home: Any, live_worker: subprocess.Popen[bytes]
+) -> None:
+    run_id = qq("add", "--shared-workspace", "--", "sleep", "30", check=True).stdout.strip()
+    out = qq("attach", run_id)
+    assert out.returncode != 0
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("qqtui: error: "), out.stderr
+    assert qq("attach", "999").stderr.strip() == "qqtui: error: no run with id 999"
+
+
+def test_qqtui_attach_in_a_terminal_types_into_the_run_and_detaches(
+    tmp_path: Any, tui_settings: Settings, tui_store: Store, live_worker: subprocess.Popen[bytes]
+) -> None:
+    from tests.tui.conftest import clean_env
+    from tests.tui.test_tmux_e2e import TMUX, Tmux
+
+    if TMUX is None:
+        pytest.skip("tmux is not installed")
+    run_id = _tty_run(tui_store, tui_settings, PROMPT)
+    deadline = time.monotonic() + 20
+    while _attachable(tui_settings, run_id) is None:
+        assert time.monotonic() < deadline, "the run's socket never came"
+        time.sleep(0.1)
+    tmux = Tmux(f"qqtui-attach-{tmp_path.name}")
+    done = tmp_path / "exit-code"
+    try:
+        tmux.start(
+            f"{sys.executable} -m qqtui attach {run_id}; echo $? > {done}; sleep 30",
+            clean_env(tui_settings.home),
+        )
+        tmux.wait_for(lambda s: "ready>" in s and f"attached to run {run_id}" in s, "attached")
+        tmux.keys("hello", literal=True)
+        tmux.keys("Enter")
+        tmux.wait_for(lambda s: "got HELLO" in s, "the run's answer")
+        tmux.keys("C-]")
+        deadline = time.monotonic() + 20
+        while not done.exists() or not done.read_text().strip():
+            assert time.monotonic() < deadline, tmux.screen()
+            time.sleep(0.1)
+        assert done.read_text().strip() == "0"
+        assert run_status(tui_settings.db_url, run_id) is Status.RUNNING, "the run goes on"
+    finally:
+        tmux.kill()
