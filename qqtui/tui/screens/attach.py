@@ -51,6 +51,8 @@ def textual_key(key: str) -> str:
 class AttachScreen(Screen[None]):
     """The attached view of one run: its terminal and a one-line bar."""
 
+    AUTO_FOCUS = None  # nothing has the focus: every key is the screen's, for the run
+
     BINDINGS: list[BindingType] = [
         Binding(
             "ctrl+right_square_bracket",
@@ -94,7 +96,7 @@ class AttachScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         conn = self.connection
         yield Static(id="attach-bar", markup=False)
-        yield TerminalView(conn.cols, conn.rows, id="attach-terminal")
+        yield TerminalView(conn.cols, conn.rows, searchable=False, id="attach-terminal")
 
     @property
     def terminal(self) -> TerminalView:

@@ -189,6 +189,7 @@ class TerminalView(ScrollOnlyGrowth, ScrollView, can_focus=True):
         rows: int = 24,
         *,
         show_cursor: bool = True,
+        searchable: bool = True,
         name: str | None = None,
         id: str | None = None,
         classes: str | None = None,
@@ -196,6 +197,7 @@ class TerminalView(ScrollOnlyGrowth, ScrollView, can_focus=True):
         super().__init__(name=name, id=id, classes=classes)
         content_keyed_lines.use_for(self)
         self.show_cursor = show_cursor
+        self.searchable = searchable
         self.screen_: TerminalScreen = TerminalScreen(columns, rows)
         self._stream = pyte.ByteStream(self.screen_)
         self._rows: dict[int, tuple[int, Strip]] = {}  # screen row -> (cursor x, strip)
@@ -384,7 +386,8 @@ class TerminalView(ScrollOnlyGrowth, ScrollView, can_focus=True):
         return True  # the docked search bar is a real widget
 
     def compose(self) -> ComposeResult:
-        yield Input(placeholder="search  (enter: next, esc: close)", id="terminal-view-search")
+        if self.searchable:
+            yield Input(placeholder="search  (enter: next, esc: close)", id="terminal-view-search")
 
     def on_mount(self) -> None:
         self._repaint(full=True)
@@ -477,6 +480,8 @@ class TerminalView(ScrollOnlyGrowth, ScrollView, can_focus=True):
                 return
 
     def action_open_search(self) -> None:
+        if not self.searchable:
+            return
         box = self.query_one("#terminal-view-search", Input)
         box.add_class("-open")
         box.value = self._query
@@ -484,7 +489,8 @@ class TerminalView(ScrollOnlyGrowth, ScrollView, can_focus=True):
         self.screen.set_focus(box)
 
     def action_close_search(self) -> None:
-        self.query_one("#terminal-view-search", Input).remove_class("-open")
+        for box in self.query("#terminal-view-search"):
+            box.remove_class("-open")
         self._update_virtual_size()
         self.focus()
 
