@@ -329,7 +329,7 @@ class MainScreen(Screen[None]):
             cols, rows = run.tty_cols or DEFAULT_TTY_SIZE[0], run.tty_rows or DEFAULT_TTY_SIZE[1]
             terminal.follow_log(path, cols, rows)
             path = None
-            subtitle = f"terminal {cols}×{rows} · a attaches"
+            subtitle = f"terminal {cols}x{rows} · a attaches"
             if terminal.border_subtitle != subtitle:
                 terminal.border_subtitle = subtitle
         elif terminal.log_path is not None:
