@@ -101,7 +101,7 @@ def test_snapshot_read_only(snap_compare: Any) -> None:
 
 def test_snapshot_ended(snap_compare: Any) -> None:
     frames = [
-        (ttyproto.OUTPUT, b"y\r\n\x1b[?1049l"),
+        (ttyproto.OUTPUT, b"y\r\n\x1b[?1049l$ qq -m 'fix the flaky test'\r\napplied 1 edit\r\n"),
         (ttyproto.EXIT, b'{"exit_code": 0, "signal": null}'),
     ]
     app = _snapshot_app(FixedConnection(you_write=True, writer="qqtui app", frames=frames))

@@ -401,7 +401,7 @@ class TerminalView(ScrollOnlyGrowth, ScrollView, can_focus=True):
         return len(self.screen_.history.top) + self.screen_.lines
 
     def _update_virtual_size(self) -> None:
-        search_open = self.query("#terminal-view-search.-open")
+        search_open = len(self.query("#terminal-view-search.-open")) > 0
         size = Size(self.screen_.columns, self._line_count() + (1 if search_open else 0))
         if size != self.virtual_size:
             self.virtual_size = size
@@ -504,7 +504,7 @@ class TerminalView(ScrollOnlyGrowth, ScrollView, can_focus=True):
         if action in ("next_match", "previous_match"):
             return True if self._query else None
         if action == "close_search":
-            return self.query("#terminal-view-search.-open").first() is not None or None
+            return len(self.query("#terminal-view-search.-open")) > 0 or None
         return True
 
     @on(Input.Submitted, "#terminal-view-search")
