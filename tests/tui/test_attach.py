@@ -152,9 +152,18 @@ async def test_attach_type_see_the_echo_detach_and_the_run_goes_on(
         await pilot.press("h", "q", "s", "question_mark", "enter")
         await wait_until(pilot, lambda: "got HQS?" in screen_text(app), what="the echo")
         assert "hqs?" in screen_text(app), "the terminal's own echo"
+        attached_size = (screen.terminal.terminal.columns, screen.terminal.terminal.lines)
+        assert attached_size != (80, 20), "the run's size follows the app's"
         await pilot.press("ctrl+right_square_bracket")
         await wait_until(pilot, lambda: isinstance(app.screen, MainScreen), what="detached")
         assert app.is_running
+        # The pane draws the run at its size now, which the record does not know.
+        pane = app.screen.query_one(TerminalView)
+        await wait_until(
+            pilot,
+            lambda: (pane.terminal.columns, pane.terminal.lines) == attached_size,
+            what="the pane at the run's new size",
+        )
         await pilot.pause(0.5)
         assert run_status(tui_settings.db_url, run_id) is Status.RUNNING, "the run goes on"
         # Attach again: the screen is still there (the shim's SCREEN frame).

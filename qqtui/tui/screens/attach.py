@@ -314,6 +314,19 @@ def open_attach_screen(
     return AttachScreen(connection, run.id, detach_key=detach_key)
 
 
+def live_terminal_size(home: Path, run: RunRecord, host: str | None) -> tuple[int, int] | None:
+    """The size of `run`'s terminal now, from its shim (None when it has none to tell):
+    a viewer may have resized it since the size in its record. Blocks (a thread's job)."""
+    from qqtui.core.ttyclient import TtyConnection, check_attachable
+
+    try:
+        path = check_attachable(home, run, host)
+        with TtyConnection.open(path, want="read", name="qqtui output pane", timeout=0.5) as conn:
+            return (conn.cols, conn.rows) if conn.cols and conn.rows else None
+    except (QqError, OSError):
+        return None
+
+
 def use_detach_key(app: App[Any], key: str) -> None:
     """Bind the detach key from config.toml (Textual's keymap, by the binding's id)."""
     if key != DEFAULT_DETACH_KEY:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import signal
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from rich.text import Text
@@ -23,7 +24,7 @@ from qqtui.core.runspec import DEFAULT_TTY_SIZE, RunSpec
 from qqtui.core.snapshot import SnapshotError
 from qqtui.core.termtext import plain_field
 from qqtui.tui.messages import IntentOutcome, Outage, RemoteOutputLoaded, RunsPolled
-from qqtui.tui.screens.attach import open_attach_screen
+from qqtui.tui.screens.attach import live_terminal_size, open_attach_screen
 from qqtui.tui.screens.confirm import ConfirmScreen
 from qqtui.tui.screens.details import DetailsScreen
 from qqtui.tui.screens.launch_form import LaunchForm
@@ -327,7 +328,7 @@ class MainScreen(Screen[None]):
         if tty and run is not None:
             # A tty run's log is a terminal's bytes: its screen, not its lines.
             cols, rows = run.tty_cols or DEFAULT_TTY_SIZE[0], run.tty_rows or DEFAULT_TTY_SIZE[1]
-            terminal.follow_log(path, cols, rows)
+            terminal.follow_log(path, cols, rows, live_size=self._live_size_of(run))
             path = None
             subtitle = f"terminal {cols}x{rows} · a attaches"
             if terminal.border_subtitle != subtitle:
@@ -538,6 +539,13 @@ class MainScreen(Screen[None]):
         event.stop()
         self.action_details()
 
+    def _live_size_of(self, run: RunRecord) -> Callable[[], tuple[int, int] | None] | None:
+        """For a running tty run, what asks its shim for the terminal's size now."""
+        if run.status is not Status.RUNNING:
+            return None
+        home, host = self.qq.home, self.qq.monitor.host
+        return lambda: live_terminal_size(home, run, host)
+
     def _output_pane(self) -> OutputView | TerminalView:
         """The pane that shows the selected run's output: its log, or its terminal."""
         if self.query_one("#bottom").has_class("-tty"):
@@ -563,7 +571,17 @@ class MainScreen(Screen[None]):
         except QqError as exc:
             self.notify(str(exc), title=f"Cannot attach to run {run.id}", severity="warning")
             return
-        app.push_screen(screen)
+        app.push_screen(screen, lambda _: self._terminal_again())
+
+    def _terminal_again(self) -> None:
+        """Back from the attached view: the run may have another size; draw it again."""
+        run = self.selected_run
+        terminal = self.query_one(TerminalView)
+        if run is not None and run.tty and terminal.log_path is not None:
+            cols, rows = run.tty_cols or DEFAULT_TTY_SIZE[0], run.tty_rows or DEFAULT_TTY_SIZE[1]
+            terminal.follow_log(
+                terminal.log_path, cols, rows, live_size=self._live_size_of(run), reload=True
+            )
 
     def action_filter(self) -> None:
         """Open the filter box and move the focus there at once.

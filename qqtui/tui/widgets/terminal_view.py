@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import time
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from itertools import groupby
 from operator import itemgetter
 from pathlib import Path
@@ -177,11 +177,14 @@ class TerminalView(ScrollOnlyGrowth, ScrollView, can_focus=True):
             return self.view
 
     class _Replayed(Message):
-        def __init__(self, generation: int, data: bytes, offset: int) -> None:
+        def __init__(
+            self, generation: int, data: bytes, offset: int, size: tuple[int, int] | None
+        ) -> None:
             super().__init__()
             self.generation = generation
             self.data = data
             self.offset = offset
+            self.size = size
 
     def __init__(
         self,
@@ -210,6 +213,8 @@ class TerminalView(ScrollOnlyGrowth, ScrollView, can_focus=True):
         self._shown_pushed = 0
         # Following a log (the output pane).
         self._log: Path | None = None
+        self._asked: tuple[Path | None, int, int] | None = None
+        self._live_size: Callable[[], tuple[int, int] | None] | None = None
         self._log_offset = 0
         self._log_generation = 0
         self._log_key: tuple[int, int] | None = None
@@ -305,13 +310,24 @@ class TerminalView(ScrollOnlyGrowth, ScrollView, can_focus=True):
 
     # -- following a log (the output pane) -------------------------------------------
 
-    def follow_log(self, path: str | os.PathLike[str] | None, columns: int, rows: int) -> None:
+    def follow_log(
+        self,
+        path: str | os.PathLike[str] | None,
+        columns: int,
+        rows: int,
+        *,
+        live_size: Callable[[], tuple[int, int] | None] | None = None,
+        reload: bool = False,
+    ) -> None:
         """Show the screen `path` (a tty run's output.log) draws at this size, and keep
-        following it; None shows a blank terminal."""
+        following it; None shows a blank terminal. `live_size`, called in a thread, may
+        tell the terminal's size now (a viewer may have resized it since it started)."""
         new = Path(path) if path is not None else None
-        size = (columns, rows)
-        if new == self._log and size == (self.screen_.columns, self.screen_.lines):
+        asked = (new, columns, rows)
+        if asked == self._asked and not reload:
             return
+        self._asked = asked
+        self._live_size = live_size
         self._log = new
         self._log_generation += 1
         self._log_key = None
@@ -325,17 +341,23 @@ class TerminalView(ScrollOnlyGrowth, ScrollView, can_focus=True):
 
     def _start_replay(self) -> None:
         self._loading = True
-        self._replay_worker(self._log, self._log_generation)
+        self._replay_worker(self._log, self._log_generation, self._live_size)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="terminal-view-replay")
-    def _replay_worker(self, path: Path | None, generation: int) -> None:
+    def _replay_worker(
+        self,
+        path: Path | None,
+        generation: int,
+        live_size: Callable[[], tuple[int, int] | None] | None,
+    ) -> None:
         if path is None:
             return
+        size = live_size() if live_size is not None else None
         try:
             data, offset = replay_log_tail(path)
         except FileNotFoundError:
             data, offset = b"", 0
-        self.post_message(self._Replayed(generation, data, offset))
+        self.post_message(self._Replayed(generation, data, offset, size))
 
     @on(_Replayed)
     def _on_replayed(self, message: _Replayed) -> None:
@@ -343,7 +365,8 @@ class TerminalView(ScrollOnlyGrowth, ScrollView, can_focus=True):
         if message.generation != self._log_generation or self._log is None:
             return
         self._loading = False
-        self.reset_terminal(self.screen_.columns, self.screen_.lines, message.data)
+        columns, rows = message.size or (self.screen_.columns, self.screen_.lines)
+        self.reset_terminal(columns, rows, message.data)
         self._log_offset = message.offset
         if self._log_timer is None:
             self._log_timer = self.set_interval(LOG_POLL_S, self._poll_log)
