@@ -36,7 +36,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.cache import LRUCache
-from textual.geometry import Size
+from textual.geometry import Region, Size
 from textual.message import Message
 from textual.reactive import reactive
 from textual.scroll_view import ScrollView
@@ -298,15 +298,27 @@ class TerminalView(ScrollOnlyGrowth, ScrollView, can_focus=True):
         self._shown_history, self._shown_pushed = history, screen.history_pushed
         if moved:
             self._rows.clear()  # every row moved up: cached rows are other lines now
-        self._update_virtual_size()
-        if self.follow:
+        if full or moved:
+            self._update_virtual_size()
+        if self.follow and self.scroll_y != self.max_scroll_y:
             self.scroll_end(animate=False, immediate=True, x_axis=False, force=True)
         if full or moved or self._query:
             self.refresh()
-        else:
-            for row in dirty:
-                if 0 <= row < screen.lines:
-                    self.refresh_lines(history + row, 1)
+            return
+        # Only the rows that changed and show, each run of them one region, and no wider
+        # than the pane: ScrollView.refresh_lines spans the terminal's width, and for a
+        # terminal wider than the pane that reached into the process pane beside it,
+        # which the compositor then painted again with every frame.
+        top, height, width = int(self.scroll_y), self.size.height, self.size.width
+        shown = sorted(y for y in (history + row for row in dirty) if top <= y < top + height)
+        start = previous = None
+        for y in [*shown, None]:
+            if y is not None and previous is not None and y == previous + 1:
+                previous = y
+                continue
+            if start is not None and previous is not None:
+                self.refresh(Region(0, start - top, width, previous - start + 1))
+            start = previous = y
 
     # -- following a log (the output pane) -------------------------------------------
 
