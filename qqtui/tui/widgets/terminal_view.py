@@ -206,6 +206,7 @@ class TerminalView(ScrollOnlyGrowth, ScrollView, can_focus=True):
         self._rows: dict[int, tuple[int, Strip]] = {}  # screen row -> (cursor x, strip)
         self._history: LRUCache[int, Strip] = LRUCache(_HISTORY_CACHE)
         self._styles: dict[tuple[object, ...], Style] = {}
+        self._crops: dict[int, tuple[Strip, tuple[int, int, Style], Strip]] = {}
         self._cursor_at: tuple[int, int] | None = None  # the cursor as last drawn
         self._repaint_timer: Timer | None = None
         self._last_repaint = 0.0
@@ -560,7 +561,16 @@ class TerminalView(ScrollOnlyGrowth, ScrollView, can_focus=True):
         if line >= self._line_count():
             return Strip.blank(width, base)
         strip = self._line_strip(line, cursor=self.show_cursor)
-        return strip.crop_extend(scroll_x, scroll_x + width, base)
+        # The same cropped strip for the same line: the styles cache then styles it once.
+        view = (scroll_x, width, base)
+        cropped = self._crops.get(id(strip))
+        if cropped is not None and cropped[0] is strip and cropped[1] == view:
+            return cropped[2]
+        if len(self._crops) > 4 * _HISTORY_CACHE:
+            self._crops.clear()
+        out = strip.crop_extend(scroll_x, scroll_x + width, base)
+        self._crops[id(strip)] = (strip, view, out)
+        return out
 
     def _line_strip(self, line: int, *, cursor: bool) -> Strip:
         screen = self.screen_
