@@ -360,3 +360,22 @@ def test_qqtui_attach_in_a_terminal_types_into_the_run_and_detaches(
         assert run_status(tui_settings.db_url, run_id) is Status.RUNNING, "the run goes on"
     finally:
         tmux.kill()
+
+
+@pytest.mark.asyncio
+async def test_quitting_the_app_while_attached_leaves_the_run_alone(
+    tui_settings: Settings, tui_store: Store, live_worker: subprocess.Popen[bytes]
+) -> None:
+    run_id = _tty_run(tui_store, tui_settings, PROMPT)
+    app = app_for(tui_settings, tui_store)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: run_status(tui_settings.db_url, run_id) is Status.RUNNING)
+        await attach(pilot, app, run_id)
+        await wait_until(pilot, lambda: "ready>" in screen_text(app))
+        await pilot.press("ctrl+q")  # Textual's quit: the one key the run does not get
+        await pilot.pause(0.5)
+    assert not app.is_running
+    time.sleep(1)
+    assert run_status(tui_settings.db_url, run_id) is Status.RUNNING
+    path = _attachable(tui_settings, run_id)
+    assert path is not None, "its terminal is still served"
