@@ -379,3 +379,39 @@ async def test_quitting_the_app_while_attached_leaves_the_run_alone(
     assert run_status(tui_settings.db_url, run_id) is Status.RUNNING
     path = _attachable(tui_settings, run_id)
     assert path is not None, "its terminal is still served"
+
+
+RAW_READER = (
+    "import os, sys, tty\n"
+    "tty.setraw(0)\n"
+    "os.write(1, b'\\x1b[?1000h\\x1b[?1006h\\x1b[?2004h\\x1b[?1hmodes on\\r\\n')\n"
+    "while True:\n"
+    "    data = os.read(0, 1024)\n"
+    "    os.write(1, repr(data).encode() + b'\\r\\n')\n"
+    "    if data == b'q':\n"
+    "        break\n"
+)
+
+
+@pytest.mark.asyncio
+async def test_paste_mouse_and_app_cursor_keys_reach_the_run_as_it_asked(
+    tui_settings: Settings, tui_store: Store, live_worker: subprocess.Popen[bytes]
+) -> None:
+    from textual import events
+
+    run_id = _tty_run(tui_store, tui_settings, RAW_READER)
+    app = app_for(tui_settings, tui_store)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: run_status(tui_settings.db_url, run_id) is Status.RUNNING)
+        screen = await attach(pilot, app, run_id)
+        await wait_until(pilot, lambda: "modes on" in screen_text(app))
+        view = screen.terminal
+        assert view.terminal.bracketed_paste and view.terminal.app_cursor
+        screen.post_message(events.Paste("two\nlines"))
+        await wait_until(pilot, lambda: r"b'\x1b[200~two\rlines\x1b[201~'" in screen_text(app))
+        await pilot.press("up")  # application cursor keys: SS3, not CSI
+        await wait_until(pilot, lambda: r"b'\x1bOA'" in screen_text(app))
+        await pilot.click(TerminalView, offset=(4, 2))
+        await wait_until(pilot, lambda: r"\x1b[<0;5;3M" in screen_text(app), what="the click")
+        await pilot.press("q")
+        await wait_until(pilot, lambda: screen.ended is not None)
