@@ -415,3 +415,22 @@ async def test_paste_mouse_and_app_cursor_keys_reach_the_run_as_it_asked(
         await wait_until(pilot, lambda: r"\x1b[<0;5;3M" in screen_text(app), what="the click")
         await pilot.press("q")
         await wait_until(pilot, lambda: screen.ended is not None)
+
+
+@pytest.mark.asyncio
+async def test_the_detach_key_comes_from_config_toml(
+    tui_settings: Settings, tui_store: Store, live_worker: subprocess.Popen[bytes]
+) -> None:
+    (tui_settings.home / "config.toml").write_text('[tui]\ndetach_key = "ctrl+b"\n')
+    run_id = _tty_run(tui_store, tui_settings, RAW_READER)
+    app = app_for(tui_settings, tui_store)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: run_status(tui_settings.db_url, run_id) is Status.RUNNING)
+        screen = await attach(pilot, app, run_id)
+        await wait_until(pilot, lambda: "modes on" in screen_text(app))
+        assert "ctrl+b detaches" in str(screen.query_one("#attach-bar").render())
+        await pilot.press("ctrl+right_square_bracket")  # now the run's
+        await wait_until(pilot, lambda: r"b'\x1d'" in screen_text(app))
+        assert app.screen is screen
+        await pilot.press("ctrl+b")
+        await wait_until(pilot, lambda: isinstance(app.screen, MainScreen))
