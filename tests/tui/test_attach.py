@@ -434,3 +434,17 @@ async def test_the_detach_key_comes_from_config_toml(
         assert app.screen is screen
         await pilot.press("ctrl+b")
         await wait_until(pilot, lambda: isinstance(app.screen, MainScreen))
+
+
+def test_a_bad_detach_key_in_config_toml_names_the_file(tmp_path: Any) -> None:
+    from qqtui.config import DEFAULT_DETACH_KEY, detach_key
+
+    assert detach_key(tmp_path) == DEFAULT_DETACH_KEY
+    (tmp_path / "config.toml").write_text('[tui]\ndetach_key = "ctrl+]"\n')
+    assert detach_key(tmp_path) == "ctrl+]"
+    (tmp_path / "config.toml").write_text("[tui]\ndetach_key = 3\n")
+    with pytest.raises(ValueError, match=r"config\.toml: \[tui\] detach_key must be a key"):
+        detach_key(tmp_path)
+    (tmp_path / "config.toml").write_text('[tui]\ndetach_key = "ctrl+\\u001b[31m"\n')
+    with pytest.raises(ValueError):
+        detach_key(tmp_path)
