@@ -59,6 +59,11 @@ def applicable_actions(run: RunRecord | None) -> frozenset[str]:
     return frozenset(action for action, applies in _RUN_ACTIONS.items() if applies(run))
 
 
+def _record_size(run: RunRecord) -> tuple[int, int]:
+    """A tty run's terminal size as its record says (as it started)."""
+    return run.tty_cols or DEFAULT_TTY_SIZE[0], run.tty_rows or DEFAULT_TTY_SIZE[1]
+
+
 class MainScreen(Screen[None]):
     """The runs and everything about the selected one."""
 
@@ -327,7 +332,7 @@ class MainScreen(Screen[None]):
         tty = run is not None and run.tty
         if tty and run is not None:
             # A tty run's log is a terminal's bytes: its screen, not its lines.
-            cols, rows = run.tty_cols or DEFAULT_TTY_SIZE[0], run.tty_rows or DEFAULT_TTY_SIZE[1]
+            cols, rows = _record_size(run)
             terminal.follow_log(path, cols, rows, live_size=self._live_size_of(run))
             path = None
             subtitle = f"terminal {cols}x{rows} · a attaches"
@@ -569,7 +574,9 @@ class MainScreen(Screen[None]):
                 app.home, run, app.monitor.host, detach_key=app.detach_key, name="qqtui app"
             )
         except QqError as exc:
-            self.notify(str(exc), title=f"Cannot attach to run {run.id}", severity="warning")
+            self.notify(
+                str(exc), title=f"Cannot attach to run {run.id}", severity="warning", markup=False
+            )
             return
         app.push_screen(screen, lambda _: self._terminal_again())
 
@@ -578,7 +585,7 @@ class MainScreen(Screen[None]):
         run = self.selected_run
         terminal = self.query_one(TerminalView)
         if run is not None and run.tty and terminal.log_path is not None:
-            cols, rows = run.tty_cols or DEFAULT_TTY_SIZE[0], run.tty_rows or DEFAULT_TTY_SIZE[1]
+            cols, rows = _record_size(run)
             terminal.follow_log(
                 terminal.log_path, cols, rows, live_size=self._live_size_of(run), reload=True
             )
