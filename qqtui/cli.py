@@ -399,6 +399,7 @@ def show(ctx: Context, run_id: str, as_json: bool) -> None:
     run = _get_run(ctx, run_id)
     events = ctx.snapshot().events(run.id)
     from qqtui.core.leases import LeaseSet
+    from qqtui.core.runspec import tty_size_of
     from qqtui.core.sessions import artifacts_dir, list_artifacts
 
     session_path, run_dir = run_paths(ctx.settings.home, run)
@@ -436,6 +437,16 @@ def show(ctx: Context, run_id: str, as_json: bool) -> None:
         kept = " (kept on success)" if run.keep_worktree else ""
         fields.append(("worktree", f"{run.worktree}{kept}"))
         fields.append(("branch", f"{run.worktree_branch} in {run.worktree_repo}"))
+    if run.tty:
+        size = tty_size_of(run)
+        assert size is not None
+        fields.append(
+            (
+                "terminal",
+                f"{size[0]}x{size[1]} (attach: qqtui attach {run.id}; "
+                f"input: qqtui send {run.id} TEXT)",
+            )
+        )
     fields.append(("artifacts", artifacts_dir(session_path, run.id)))
     fields += [("", f"{name}  {human_size(size)}") for name, size in artifacts]
     if run.env:
@@ -587,6 +598,45 @@ def retry(ctx: Context, run_id: str) -> None:
 
     run = retry_run(ctx.store(), parse_run_id(run_id))
     click.echo(f"run {run.id}: queued again (attempt {run.attempt})")
+
+
+@cli.command()
+@click.argument("run_id", shell_complete=complete_run_id)
+@click.argument("text", required=False)
+@click.option("--no-enter", is_flag=True, help="Do not press enter after TEXT.")
+@click.option(
+    "--key",
+    "keys",
+    multiple=True,
+    metavar="NAME",
+    help="Press a key (ctrl-c, enter, escape, up, tab, y ...); repeat for several.",
+)
+@pass_ctx
+def send(ctx: Context, run_id: str, text: str | None, no_enter: bool, keys: Sequence[str]) -> None:
+    """Type into a tty run's terminal: send ID TEXT [--no-enter], or send ID --key NAME..."""
+    from qqtui.core.ttyclient import send_to_run
+    from qqtui.core.ttykeys import key_bytes
+
+    if text is not None and keys:
+        fail("give TEXT or --key, not both")
+    if text is None and not keys:
+        fail("nothing to send: give TEXT or --key NAME")
+    if keys and no_enter:
+        fail("--no-enter applies to TEXT only")
+    if text is not None:
+        data = text.encode() + (b"" if no_enter else b"\r")
+    else:
+        try:
+            data = b"".join(key_bytes(name) for name in keys)
+        except ValueError as exc:
+            fail(str(exc))
+    run = _get_run(ctx, run_id)
+    # One machine in SQLite mode; in PostgreSQL mode the socket is on the run's host.
+    this_host = (
+        None if ctx.settings.is_sqlite else os.environ.get("QQTUI_HOST") or os.uname().nodename
+    )
+    sent = send_to_run(ctx.settings.home, run, data, this_host=this_host)
+    click.echo(f"run {run.id}: sent {sent} bytes")
 
 
 # Interspersed args stay on here: the session id comes first, so only the usual `--`

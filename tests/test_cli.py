@@ -450,6 +450,9 @@ def test_add_tty_options_profiles_and_resume_keep_the_terminal(qq, home: Path) -
     assert (default["tty_cols"], default["tty_rows"]) == (120, 40)
     plain = json.loads(qq("add", "--json", "--", "true", check=True).stdout)
     assert plain["tty"] is False and plain["tty_cols"] is None
+    shown = qq("show", str(on_tty["id"]), check=True).stdout
+    assert f"100x30 (attach: qqtui attach {on_tty['id']}" in shown
+    assert "terminal" not in qq("show", str(plain["id"]), check=True).stdout
     for args, message in (
         (["--size", "80x24"], "--size only applies with --tty"),
         (["--tty", "--size", "80"], "COLSxROWS"),

@@ -15,6 +15,13 @@ line, {"pid", "pgid", "starttime", "shim_pid", "shim_starttime"} or {"error"},
 and later a line {"exit_code", "signal"} when the command ends; stdout is then
 closed. If the supervisor is gone by then, the writes fail quietly: the status
 file is the record.
+
+With "tty": {"cols", "rows"} and "socket" in the config, the command runs on a
+pseudo-terminal instead of a pipe: we keep the master, copy its output into the
+same capped log, and serve the terminal on the Unix socket (ttyserver.py, whose
+protocol is ttyproto.py; both are stdlib-only siblings imported from our own
+directory). Nothing of that depends on the supervisor: viewers keep working after
+it dies, and the next one finds the socket where it was.
 """
 
 from __future__ import annotations
@@ -32,9 +39,17 @@ import time
 
 PR_SET_CHILD_SUBREAPER = 36
 CHUNK = 65536
+HERE = os.path.dirname(os.path.abspath(__file__))
+TTY_INPUT_FILE = "tty.input"  # sessions.TTY_INPUT_FILE (the shim cannot import qqtui)
 # After the command exits, how long leftovers holding the output pipe may keep
 # writing before we stop draining (the supervisor kills them meanwhile).
 DRAIN_AFTER_EXIT_S = 3.0
+# A pty master hands out at most this much a read (the line discipline's buffer).
+PTY_READ = 4095
+# Read this much in one wake-up and the pty (~64 KiB) was filling: no pause then.
+BEHIND = 48 * 1024
+# The pause after a wake-up that found output streaming (see copy_until_exit).
+COALESCE_S = 0.001
 
 
 def proc_starttime(pid: int) -> int | None:
@@ -117,6 +132,106 @@ class CappedLog:
             view = view[n:]
 
 
+def read_available(fd: int, max_reads: int) -> tuple[bytes, bool]:
+    """What `fd` holds now, in up to `max_reads` reads; and whether it reached EOF.
+    A pty hands out at most 4 KiB a read: reading on before we process keeps the
+    per-chunk work (log write, replay, frames) off the hot path."""
+    parts: list[bytes] = []
+    eof = False
+    for _ in range(max_reads):
+        try:
+            data = os.read(fd, CHUNK)
+        except (BlockingIOError, InterruptedError):
+            break
+        except OSError as exc:
+            if exc.errno != errno.EIO:
+                raise
+            eof = True  # a pty master reads EIO once the last slave is closed
+            break
+        if not data:
+            eof = True
+            break
+        parts.append(data)
+    return b"".join(parts), eof
+
+
+def spawn_on_pipe(config: dict) -> tuple[subprocess.Popen, int]:
+    read_fd, write_fd = os.pipe()
+    try:
+        child = subprocess.Popen(
+            config["argv"],
+            cwd=config["cwd"],
+            env=config["env"],
+            stdin=subprocess.DEVNULL,
+            stdout=write_fd,
+            stderr=write_fd,
+            process_group=0,
+            close_fds=True,
+        )
+    except BaseException:
+        os.close(read_fd)
+        raise
+    finally:
+        os.close(write_fd)
+    return child, read_fd
+
+
+def _take_controlling_terminal() -> None:
+    """In the child, after setsid: the pty slave (fd 0) becomes its controlling terminal."""
+    import fcntl
+    import termios
+
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+def spawn_on_pty(config: dict):  # -> (Popen, int, ttyserver.TtyServer)
+    """The command on a new pty, as session leader with the slave as its controlling
+    terminal; returns (child, master fd, the server of the run's socket)."""
+    import termios
+
+    if HERE not in sys.path:
+        sys.path.append(HERE)  # last: none of our siblings may shadow a stdlib module
+    import ttyserver
+
+    cols, rows = int(config["tty"]["cols"]), int(config["tty"]["rows"])
+    socket_path = config["socket"]
+    # Bound before the command starts: a refused path means it never starts.
+    listener = ttyserver.Listener(socket_path)
+    try:
+        master, slave = os.openpty()
+        try:
+            ttyserver.set_winsize(master, cols, rows)
+            attrs = termios.tcgetattr(slave)
+            # Erase whole UTF-8 characters, as terminals do (Linux IUTF8; termios lacks the name).
+            attrs[0] |= getattr(termios, "IUTF8", 0o40000)
+            termios.tcsetattr(slave, termios.TCSANOW, attrs)
+            env = dict(config["env"])
+            env["TERM"] = "xterm-256color"
+            child = subprocess.Popen(
+                config["argv"],
+                cwd=config["cwd"],
+                env=env,
+                stdin=slave,
+                stdout=slave,
+                stderr=slave,
+                start_new_session=True,  # session leader, so its group is its own
+                preexec_fn=_take_controlling_terminal,
+                close_fds=True,
+            )
+        except BaseException:
+            os.close(master)
+            raise
+        finally:
+            os.close(slave)  # ours; EIO on the master then means the run's are all closed
+    except BaseException:
+        listener.close()
+        raise
+    os.set_blocking(master, False)
+    input_mark = os.path.join(os.path.dirname(socket_path), TTY_INPUT_FILE)
+    server = ttyserver.TtyServer(listener, master, cols, rows, child.pid, input_mark)
+    return child, master, server
+
+
 def main() -> int:
     config = json.loads(sys.stdin.buffer.read())
     os.close(0)
@@ -140,23 +255,19 @@ def main() -> int:
     status_path = config["status"]
     log_fd = os.open(config["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
     log = CappedLog(log_fd, int(config["cap"]))
-    read_fd, write_fd = os.pipe()
     shim_start = proc_starttime(os.getpid())
+    server = None
     try:
-        child = subprocess.Popen(
-            config["argv"],
-            cwd=config["cwd"],
-            env=config["env"],
-            stdin=subprocess.DEVNULL,
-            stdout=write_fd,
-            stderr=write_fd,
-            process_group=0,
-            close_fds=True,
-        )
-    except (OSError, ValueError) as exc:
+        if "tty" in config:
+            child, read_fd, server = spawn_on_pty(config)
+        else:
+            child, read_fd = spawn_on_pipe(config)
+    except Exception as exc:
         message = f"{type(exc).__name__}: {exc}"
         if isinstance(exc, OSError) and exc.strerror:
             message = f"cannot execute {config['argv'][0]!r}: {exc.strerror}"
+        elif type(exc).__name__ == "SocketRefused":
+            message = f"cannot serve the run's terminal: {exc}"
         write_status(
             status_path,
             {
@@ -168,7 +279,6 @@ def main() -> int:
         log.write(f"[qqtui] {message}\n".encode())
         report({"error": message})
         return 127
-    os.close(write_fd)
     started = {
         "pid": child.pid,
         "pgid": child.pid,
@@ -180,35 +290,81 @@ def main() -> int:
     }
     write_status(status_path, started)
     report(started)
+    try:
+        exit_info = copy_until_exit(child, read_fd, wake_r, log, server, status_path, started)
+    finally:
+        if server is not None:
+            server.close()  # the socket goes with the shim
+    log.close()
+    final = dict(started)
+    final.update(
+        exit_info or {},
+        finished_at=time.time(),
+        output_bytes=log.written,
+        discarded_bytes=log.discarded,
+    )
+    write_status(status_path, final)
+    return 0
 
+
+def copy_until_exit(
+    child: subprocess.Popen,
+    read_fd: int,
+    wake_r: int,
+    log: CappedLog,
+    server,  # a ttyserver.TtyServer for a tty run, else None
+    status_path: str,
+    started: dict,
+) -> dict | None:
+    """Copy the command's output into the log (and to the terminal's viewers) until it
+    has ended and its output is drained; reap everything orphaned onto us meanwhile."""
     exit_info: dict | None = None
     drain_deadline: float | None = None
     eof = False
     leftovers = True
+    # A pipe read takes 64 KiB; a pty hands out 4 KiB, so read on a while per wake-up.
+    max_reads = 64 if server is not None else 1
     os.set_blocking(read_fd, False)
     while True:
-        if not eof:
+        if eof and exit_info is None and server is None:
+            # Everything closed the pipe but the command still runs: block until it ends.
+            _, wstatus = os.waitpid(child.pid, 0)
+            exit_info = decode_wait_status(wstatus)
+        else:
+            readable = [wake_r] if eof else [read_fd, wake_r]
+            writable: list[int] = []
             timeout = None
             if drain_deadline is not None:
                 timeout = max(0.0, drain_deadline - time.monotonic())
-            ready, _, _ = select.select([read_fd, wake_r], [], [], timeout)
+            if server is not None:
+                readable += server.read_fds()
+                writable = server.write_fds()
+                wait = server.timeout(time.monotonic())
+                if wait is not None:
+                    timeout = wait if timeout is None else min(timeout, wait)
+            ready, ready_w, _ = select.select(readable, writable, [], timeout)
             if wake_r in ready:
                 with contextlib.suppress(BlockingIOError):
                     while os.read(wake_r, 512):
                         pass
+            woken = wake_r in ready
             if read_fd in ready:
-                try:
-                    data = os.read(read_fd, CHUNK)
-                except BlockingIOError:
-                    data = None
+                data, eof = read_available(read_fd, max_reads)
                 if data:
                     log.write(data)
-                elif data is not None:
-                    eof = True
-        elif exit_info is None:
-            # Everything closed the pipe but the command still runs: block until it ends.
-            _, wstatus = os.waitpid(child.pid, 0)
-            exit_info = decode_wait_status(wstatus)
+                    if server is not None:
+                        server.output(data)
+                        if PTY_READ <= len(data) < BEHIND:
+                            # Output streams (a full pty read) and we are not behind (the
+                            # pty holds ~64 KiB): let it gather for a moment, so that
+                            # 50 MB/s costs about a thousand wake-ups a second, not the
+                            # twelve thousand of one 4 KiB read each. A keystroke's echo
+                            # waits at most this long, and only while output floods.
+                            time.sleep(COALESCE_S)
+            if server is not None:
+                server.handle(ready, ready_w, time.monotonic())
+            if not woken and exit_info is None:
+                continue  # no signal came in: nothing to reap
         # Reap the command and anything orphaned onto us as subreaper. Everything the
         # command started is in our subtree, so how this loop ends says whether it
         # left processes behind.
@@ -230,18 +386,18 @@ def main() -> int:
             final.update(exit_info, finished_at=time.time(), output_bytes=log.written)
             write_status(status_path, final)
             report({**exit_info, "leftovers": leftovers})
+            if server is not None:
+                # What the command wrote before it ended is in the pty already: the
+                # viewers get all of it before EXIT.
+                if not eof:
+                    data, eof = read_available(read_fd, 1 << 12)
+                    if data:
+                        log.write(data)
+                        server.output(data)
+                server.command_ended(exit_info)
         if exit_info is not None and (eof or time.monotonic() >= drain_deadline):
             break
-    log.close()
-    final = dict(started)
-    final.update(
-        exit_info or {},
-        finished_at=time.time(),
-        output_bytes=log.written,
-        discarded_bytes=log.discarded,
-    )
-    write_status(status_path, final)
-    return 0
+    return exit_info
 
 
 if __name__ == "__main__":
