@@ -555,6 +555,18 @@ def logs(ctx: Context, run_id: str, follow: bool, tail: int | None) -> None:
 
 @cli.command()
 @click.argument("run_id", shell_complete=complete_run_id)
+@pass_ctx
+def attach(ctx: Context, run_id: str) -> None:
+    """Open a tty run's terminal here until the detach key (ctrl+] unless config.toml
+    says otherwise in [tui] detach_key); the run goes on after."""
+    from qqtui.tui.entry import run_attach
+
+    run = _get_run(ctx, run_id)
+    sys.exit(run_attach(ctx.settings.home, run, ctx.store().host))
+
+
+@cli.command()
+@click.argument("run_id", shell_complete=complete_run_id)
 @click.option(
     "--grace",
     type=Seconds(allow_zero=True),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 HOME_ENV = "QQ_HOME"
 DB_ENV = "QQTUI_DB"
@@ -50,6 +51,10 @@ def resolve_settings(home: str | os.PathLike[str] | None = None, db: str | None 
     )
 
 
+TUI_TABLE = "tui"
+DEFAULT_DETACH_KEY = "ctrl+]"
+_KEY_RE = r"^(?:(?:ctrl|alt|shift|meta)\+)*(?:[!-~]|[a-z_0-9]{2,32})$"
+
 NOTIFY_KINDS: dict[object, tuple[str, ...]] = {
     False: (),
     True: ("osc9",),
@@ -61,9 +66,9 @@ NOTIFY_KINDS: dict[object, tuple[str, ...]] = {
 qqtui/tui/desktop_notify.py): true is OSC 9, the one most terminals read."""
 
 
-def tui_notify(home: Path) -> tuple[str, ...]:
-    """The desktop notifications `[tui] notify` of `<home>/config.toml` asks for (none
-    when the file or the key is absent); a wrong value is a QqError naming the file."""
+def _tui_table(home: Path) -> tuple[Path, dict[str, Any]]:
+    """The `[tui]` table of `<home>/config.toml` ({} when the file or table is absent);
+    QqError naming the file when it cannot be read."""
     import tomllib
 
     from qqtui.core.errors import QqError
@@ -72,14 +77,40 @@ def tui_notify(home: Path) -> tuple[str, ...]:
     try:
         doc = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        return ()
+        return path, {}
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise QqError(f"{path}: cannot read it: {exc}") from exc
-    tui = doc.get("tui", {})
-    value = tui.get("notify", False) if isinstance(tui, dict) else False
+    table = doc.get(TUI_TABLE, {})
+    return path, table if isinstance(table, dict) else {}
+
+
+def tui_notify(home: Path) -> tuple[str, ...]:
+    """The desktop notifications `[tui] notify` of `<home>/config.toml` asks for (none
+    when the file or the key is absent); a wrong value is a QqError naming the file."""
+    from qqtui.core.errors import QqError
+
+    path, tui = _tui_table(home)
+    value = tui.get("notify", False)
     kinds = NOTIFY_KINDS.get(value) if isinstance(value, bool | str) else None
     if kinds is None:
         raise QqError(
             f'{path}: [tui] notify must be true, false, "osc9", "osc777" or "both", not {value!r}'
         )
     return kinds
+
+
+def detach_key(home: Path) -> str:
+    """`[tui] detach_key` of `<home>/config.toml` (ctrl+] when absent): the key that
+    leaves an attached run's terminal. ValueError names the file for a bad value."""
+    import re
+
+    from qqtui.core.errors import QqError
+
+    try:
+        path, table = _tui_table(home)
+    except QqError as exc:
+        raise ValueError(str(exc)) from None
+    key = table.get("detach_key", DEFAULT_DETACH_KEY)
+    if not isinstance(key, str) or not re.match(_KEY_RE, key):
+        raise ValueError(f'{path}: [tui] detach_key must be a key such as "ctrl+]", not {key!r}')
+    return key

@@ -18,7 +18,7 @@ from textual.notifications import SeverityLevel
 from textual.signal import Signal
 from textual.worker import Worker, WorkerState
 
-from qqtui.config import Settings
+from qqtui.config import DEFAULT_DETACH_KEY, Settings, detach_key
 from qqtui.core import workerctl
 from qqtui.core.monitor import Alert, Monitor
 from qqtui.core.records import QqError
@@ -38,6 +38,7 @@ from qqtui.tui.messages import (
 from qqtui.tui.perf.crash_capture import CrashCaptureApp
 from qqtui.tui.perf.input_first import InputFirstApp
 from qqtui.tui.poller import PollThread
+from qqtui.tui.screens.attach import use_detach_key
 from qqtui.tui.screens.help import HelpScreen
 from qqtui.tui.screens.main import MainScreen
 from qqtui.tui.screens.sessions import SessionsScreen
@@ -138,6 +139,8 @@ class QqApp(InputFirstApp, CrashCaptureApp, App[int]):
         self._poller = PollThread(self._poll_once)
         self.outage: Outage | None = None
         """Set while polls cannot read the database; the main screen shows it."""
+        self.detach_key = DEFAULT_DETACH_KEY
+        """The key that leaves an attached run (`[tui] detach_key` in config.toml)."""
 
     @property
     def home(self) -> Path:
@@ -163,6 +166,11 @@ class QqApp(InputFirstApp, CrashCaptureApp, App[int]):
         )
 
     def on_mount(self) -> None:
+        try:
+            self.detach_key = detach_key(self.settings.home)
+        except ValueError as exc:
+            self.notify(str(exc), title="config.toml", severity="error", markup=False)
+        use_detach_key(self, self.detach_key)
         self.push_screen(self._main)
         # An auto-started worker stays while an app of this home is open (see workerctl).
         with contextlib.suppress(OSError):

@@ -7,10 +7,14 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from qqtui.config import NOTIFY_KINDS, Settings, default_db_url, tui_notify
 from qqtui.tui import perf
 from qqtui.tui.perf.interpreter import import_app, tune_interpreter
+
+if TYPE_CHECKING:
+    from qqtui.core.records import RunRecord
 
 BELL_ENV = "QQTUI_BELL"
 
@@ -44,6 +48,34 @@ def run_app(settings: Settings, *, bell: bool | None = None, notify: bool | None
         print(f"qqtui: the app crashed; traceback saved to {path}", file=sys.stderr)
         return app.return_code or 1
     return int(result or 0)
+
+
+def run_attach(home: Path, run: RunRecord, host: str | None) -> int:
+    """`qqtui attach ID`: this terminal shows `run`'s until the detach key; QqError (one
+    line) when it cannot be attached. The run goes on after."""
+    from qqtui.config import detach_key
+    from qqtui.core.records import QqError
+    from qqtui.tui.screens.attach import AttachApp, open_attach_screen
+
+    try:
+        key = detach_key(home)
+    except ValueError as exc:
+        raise QqError(str(exc)) from None
+    from qqtui.core.ttyclient import check_attachable
+
+    check_attachable(home, run, host)  # the run's own reason first, then ours
+    if not sys.stdin.isatty() or not sys.stdout.isatty():
+        raise QqError("qqtui attach needs a terminal (stdin and stdout)")
+    screen = open_attach_screen(
+        home, run, host, detach_key=key, name=f"qqtui attach (pid {os.getpid()})"
+    )
+    perf.install()
+    app = AttachApp(screen, detach_key=key)
+    try:
+        app.run()
+    finally:
+        screen.connection.close()
+    return 0
 
 
 def demo_settings(home: Path | None = None) -> Settings:

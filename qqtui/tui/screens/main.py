@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import signal
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from rich.text import Text
@@ -18,11 +19,12 @@ from textual.widgets import Footer, Input, Static
 
 from qqtui.core import intents
 from qqtui.core.monitor import RemoteOutput
-from qqtui.core.records import DEFAULT_GRACE_S, RunRecord, Status
-from qqtui.core.runspec import RunSpec
+from qqtui.core.records import DEFAULT_GRACE_S, QqError, RunRecord, Status
+from qqtui.core.runspec import DEFAULT_TTY_SIZE, RunSpec
 from qqtui.core.snapshot import SnapshotError
 from qqtui.core.termtext import plain_field
 from qqtui.tui.messages import IntentOutcome, Outage, RemoteOutputLoaded, RunsPolled
+from qqtui.tui.screens.attach import live_terminal_size, open_attach_screen
 from qqtui.tui.screens.confirm import ConfirmScreen
 from qqtui.tui.screens.details import DetailsScreen
 from qqtui.tui.screens.launch_form import LaunchForm
@@ -31,6 +33,7 @@ from qqtui.tui.widgets.output_view import OutputView
 from qqtui.tui.widgets.pid_tree import PidTree
 from qqtui.tui.widgets.remote_output import RemoteOutputView
 from qqtui.tui.widgets.run_table import HOST_PREFIX, RunTable, split_host_filter
+from qqtui.tui.widgets.terminal_view import TerminalView
 
 if TYPE_CHECKING:
     from qqtui.tui.app import QqApp
@@ -45,6 +48,7 @@ _RUN_ACTIONS = {
     "details": lambda run: True,
     "follow": lambda run: True,
     "search": lambda run: True,
+    "attach": lambda run: True,  # a run without a terminal gets a toast saying why
 }
 
 
@@ -53,6 +57,11 @@ def applicable_actions(run: RunRecord | None) -> frozenset[str]:
     if run is None:
         return frozenset()
     return frozenset(action for action, applies in _RUN_ACTIONS.items() if applies(run))
+
+
+def _record_size(run: RunRecord) -> tuple[int, int]:
+    """A tty run's terminal size as its record says (as it started)."""
+    return run.tty_cols or DEFAULT_TTY_SIZE[0], run.tty_rows or DEFAULT_TTY_SIZE[1]
 
 
 class MainScreen(Screen[None]):
@@ -138,6 +147,13 @@ class MainScreen(Screen[None]):
             priority=True,  # as "/": the words typed next are the search's
         ),
         Binding(
+            "a",
+            "attach",
+            "Attach",
+            tooltip="The selected tty run's terminal, full screen (ctrl+] detaches)",
+            id="main.attach",
+        ),
+        Binding(
             "escape",
             "close_filter",
             "Clear filter",
@@ -172,6 +188,7 @@ class MainScreen(Screen[None]):
         yield RunTable(on_select=self._on_selection_changed, id="runs")
         with Horizontal(id="bottom"):
             yield OutputView(id="output")
+            yield TerminalView(id="tty-output")
             yield RemoteOutputView(id="remote-output")
             yield PidTree(id="pids")
         yield Footer()
@@ -179,6 +196,7 @@ class MainScreen(Screen[None]):
     def on_mount(self) -> None:
         self.query_one(RunTable).border_title = "runs"
         self.query_one(OutputView).border_title = "output"
+        self.query_one(TerminalView).border_title = "terminal"
         self.query_one(PidTree).border_title = "processes"
         self.query_one(RunTable).focus()
         self._mounted = True
@@ -312,10 +330,27 @@ class MainScreen(Screen[None]):
             tree = poll.result.trees.get(run.id) if poll is not None else None
             count = tree.count if tree is not None else 0
             pids_title = f"processes · run {run.id} · {count}"
+        terminal = self.query_one(TerminalView)
+        tty = run is not None and run.tty
+        if tty and run is not None:
+            # A tty run's log is a terminal's bytes: its screen, not its lines.
+            cols, rows = _record_size(run)
+            terminal.follow_log(path, cols, rows, live_size=self._live_size_of(run))
+            path = None
+            subtitle = f"terminal {cols}x{rows} · a attaches"
+            if terminal.border_subtitle != subtitle:
+                terminal.border_subtitle = subtitle
+        elif terminal.log_path is not None:
+            terminal.follow_log(None, terminal.terminal.columns, terminal.terminal.lines)
+        bottom = self.query_one("#bottom", Horizontal)
+        if bottom.has_class("-tty") != tty:
+            bottom.set_class(tty, "-tty")
+            if (output.has_focus or terminal.has_focus) and not tty:
+                output.focus()
         if output.path != path:
             output.set_path(path)
         remote = self.query_one(RemoteOutputView)
-        for pane in (output, remote):
+        for pane in (output, remote, terminal):
             if str(pane.border_title) != str(output_title):
                 pane.border_title = output_title
         pids.show_tree(tree)
@@ -511,11 +546,51 @@ class MainScreen(Screen[None]):
         event.stop()
         self.action_details()
 
+    def _live_size_of(self, run: RunRecord) -> Callable[[], tuple[int, int] | None] | None:
+        """For a running tty run, what asks its shim for the terminal's size now."""
+        if run.status is not Status.RUNNING:
+            return None
+        home, host = self.qq.home, self.qq.monitor.host
+        return lambda: live_terminal_size(home, run, host)
+
+    def _output_pane(self) -> OutputView | TerminalView:
+        """The pane that shows the selected run's output: its log, or its terminal."""
+        if self.query_one("#bottom").has_class("-tty"):
+            return self.query_one(TerminalView)
+        return self.query_one(OutputView)
+
     def action_follow(self) -> None:
-        self.query_one(OutputView).action_toggle_follow()
+        self._output_pane().action_toggle_follow()
 
     def action_search(self) -> None:
-        self.query_one(OutputView).action_open_search()
+        self._output_pane().action_open_search()
+
+    def action_attach(self) -> None:
+        """Open the selected tty run's terminal full screen (AttachScreen)."""
+        run = self.selected_run
+        if run is None:
+            return
+        app = self.qq
+        try:
+            screen = open_attach_screen(
+                app.home, run, app.monitor.host, detach_key=app.detach_key, name="qqtui app"
+            )
+        except QqError as exc:
+            self.notify(
+                str(exc), title=f"Cannot attach to run {run.id}", severity="warning", markup=False
+            )
+            return
+        app.push_screen(screen, lambda _: self._terminal_again())
+
+    def _terminal_again(self) -> None:
+        """Back from the attached view: the run may have another size; draw it again."""
+        run = self.selected_run
+        terminal = self.query_one(TerminalView)
+        if run is not None and run.tty and terminal.log_path is not None:
+            cols, rows = _record_size(run)
+            terminal.follow_log(
+                terminal.log_path, cols, rows, live_size=self._live_size_of(run), reload=True
+            )
 
     def action_filter(self) -> None:
         """Open the filter box and move the focus there at once.
