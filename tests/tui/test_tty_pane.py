@@ -94,6 +94,41 @@ async def test_a_tty_runs_pane_shows_its_screen_then_its_final_screen(
         assert "before the program" in text and "RED TITLE" not in text, "main screen is back"
 
 
+def visible_text(view: TerminalView) -> str:
+    top = int(view.scroll_y)
+    return "\n".join(view.line_text(i) for i in range(top, top + view.size.height))
+
+
+@pytest.mark.asyncio
+async def test_a_pane_smaller_than_the_terminal_shows_the_rows_in_use(
+    tui_settings: Settings, tui_store: Store, live_worker: subprocess.Popen[bytes]
+) -> None:
+    # A 40-row terminal in a pane of about 20: two lines at the top of the main screen
+    # are what shows (not the blank rows below them); a full-screen prompt on the last
+    # row of the alternate screen shows too.
+    lines = "import sys; sys.stdout.write('first line\\r\\nsecond line\\r\\n')"
+    top_id = add(tui_store, tui_settings, sys.executable, "-c", lines, tty=True, tty_size=(100, 40))
+    prompt = (
+        "import sys, time; sys.stdout.write('\\x1b[?1049h\\x1b[1;1Htop row"
+        "\\x1b[40;1HApply? [y/n]'); sys.stdout.flush(); time.sleep(60)"
+    )
+    bottom_id = add(
+        tui_store, tui_settings, sys.executable, "-c", prompt, tty=True, tty_size=(100, 40)
+    )
+    app = app_for(tui_settings, tui_store)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: run_status(tui_settings.db_url, top_id) is Status.SUCCEEDED)
+        await select_run(pilot, app, top_id)
+        view = app.screen.query_one(TerminalView)
+        await wait_until(pilot, lambda: "second line" in terminal_text(view))
+        assert view.size.height < 40
+        await pilot.pause()
+        assert "first line" in visible_text(view) and "second line" in visible_text(view)
+        await select_run(pilot, app, bottom_id)
+        await wait_until(pilot, lambda: "Apply? [y/n]" in visible_text(view), what="the prompt")
+        assert "top row" not in visible_text(view)
+
+
 @pytest.mark.asyncio
 async def test_selecting_a_finished_tty_run_replays_only_its_logs_tail(
     tui_settings: Settings, tui_store: Store, live_worker: subprocess.Popen[bytes]

@@ -11,8 +11,11 @@ of the rows that changed.
 
 Fed two ways: `feed` (the attached view, from the run's socket) or `follow_log` (the
 output pane: the bounded replay of the log's tail, then the log's new bytes as it grows).
-A pane smaller than the terminal shows its bottom-left part while following (where the
-cursor and prompt are); scrolling shows the rest. A larger pane leaves the rest blank.
+A pane smaller than the terminal shows, while following, the part that ends at the
+cursor or the last row with something on it, whichever is lower: a full-screen program
+(alternate screen) is shown to its bottom rows, where prompts are; a program that wrote
+a few lines at the top of its main screen shows them, not the blank rows below.
+Scrolling shows the rest. A larger pane leaves the rest blank.
 """
 
 from __future__ import annotations
@@ -72,6 +75,22 @@ _COLOUR_NAMES = {
     "white": "white",
 }
 _COLOURS: dict[str, Color | None] = {"default": None}
+
+
+def _used_rows(screen: TerminalScreen) -> int:
+    """How many screen rows are in use: all on the alternate screen (a full-screen
+    program owns them), else up to the cursor or the lowest row with a drawn cell."""
+    if screen.alternate:
+        return screen.lines
+    lowest = screen.cursor.y
+    blank = screen.default_char
+    for y in sorted(screen.buffer, reverse=True):
+        if y <= lowest:
+            break
+        if any(char != blank for char in screen.buffer[y].values()):
+            lowest = y
+            break
+    return max(1, min(screen.lines, lowest + 1))
 
 
 def cell_colour(name: str) -> Color | None:
@@ -212,6 +231,7 @@ class TerminalView(ScrollOnlyGrowth, ScrollView, can_focus=True):
         self._last_repaint = 0.0
         self._shown_history = 0
         self._shown_pushed = 0
+        self._used_rows = rows  # screen rows up to the cursor or the last drawn one
         # Following a log (the output pane).
         self._log: Path | None = None
         self._asked: tuple[Path | None, int, int] | None = None
@@ -286,6 +306,9 @@ class TerminalView(ScrollOnlyGrowth, ScrollView, can_focus=True):
         screen = self.screen_
         dirty = set(screen.dirty)
         screen.dirty.clear()
+        used = _used_rows(screen)
+        if used != self._used_rows:
+            self._used_rows, full = used, True
         cursor = (screen.cursor.y, screen.cursor.x)
         if self._cursor_at != cursor:
             if self._cursor_at is not None:
@@ -434,7 +457,7 @@ class TerminalView(ScrollOnlyGrowth, ScrollView, can_focus=True):
             self.scroll_end(animate=False, immediate=True, x_axis=False, force=True)
 
     def _line_count(self) -> int:
-        return len(self.screen_.history.top) + self.screen_.lines
+        return len(self.screen_.history.top) + self._used_rows
 
     def _update_virtual_size(self) -> None:
         search_open = len(self.query("#terminal-view-search.-open")) > 0
