@@ -129,6 +129,47 @@ def test_launch_see_running_cancel_see_cancelled(tmux: Tmux, tmp_path: Path) -> 
         _stop_workers(home, db_url)
 
 
+def test_demo_review_waits_attach_answer_y_and_it_succeeds(tmux: Tmux, tmp_path: Path) -> None:
+    """Issue #15 end to end, as a user would: `qqtui demo`, see the interactive agent
+    waiting, attach to its terminal, answer y, see it succeed."""
+    home = tmp_path / "home"
+    home.mkdir(mode=0o700)
+    db_url = f"sqlite:///{home / 'qqtui.db'}"
+    env = clean_env(home)
+    try:
+        tmux.start(f"cd {home} && exec {sys.executable} -m qqtui --home {home} demo", env)
+        tmux.wait_for(
+            lambda s: "1 waiting" in s and "WAIT" in s and "needs you" in s,
+            "the review run to show as waiting",
+            timeout=60,
+        )
+        [review] = [r for r in Snapshot(db_url).runs() if r.agent == "review"]
+        assert review.tty and review.waiting and review.status is Status.RUNNING
+        # Only the waiting run in the table, so it is the one selected.
+        tmux.keys("/")
+        tmux.keys("waiting", literal=True)
+        tmux.wait_for(lambda s: "runs  1 of 8" in s, "the filtered table")
+        tmux.keys("Enter")
+        tmux.wait_for(lambda s: f"output · run {review.id} · review" in s, "the review run's pane")
+        time.sleep(0.5)  # Enter hands the focus back to the table on the app's next turn
+        tmux.keys("a")
+        screen = tmux.wait_for(
+            lambda s: "Apply this change? [y/n]" in s and f"attached to run {review.id}" in s,
+            "the attached terminal",
+        )
+        assert "review agent" in screen and "+        run = self.pending.popleft()" in screen
+        tmux.keys("y")
+        tmux.wait_for(lambda s: f"run {review.id} ended (exit 0)" in s, "the run's end")
+        run = Snapshot(db_url).run(review.id)
+        assert run is not None and run.status is Status.SUCCEEDED and not run.waiting
+        tmux.keys("x")  # any key detaches once the run has ended
+        tmux.wait_for(lambda s: "Launch" in s and "Attach" in s, "the main screen again")
+        tmux.keys("q")
+        tmux.wait_for(lambda s: "Launch" not in s, "the app to quit", timeout=10)
+    finally:
+        _stop_workers(home, db_url)
+
+
 _RANDOM_TMUX_KEYS = list(RANDOM_KEY_NAMES.values())  # tmux's names for them
 
 
