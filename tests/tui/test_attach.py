@@ -124,7 +124,17 @@ def screen_text(app: QqApp | AttachApp) -> str:
 
 
 async def attach(pilot: Pilot[Any], app: QqApp, run_id: int) -> AttachScreen:
+    from qqtui.core.ttyclient import tty_socket
+
     await select_run(pilot, app, run_id)
+
+    def ready() -> bool:
+        # What the app knows of the run (its last poll) must say it started, and its
+        # shim must serve the socket: before that `a` rightly answers "still starting".
+        run = getattr(app.screen, "selected_run", None)
+        return bool(run and run.id == run_id and run.pid and tty_socket(app.home, run).exists())
+
+    await wait_until(pilot, ready, what="the run started on its terminal")
     await pilot.press("a")
     await wait_until(pilot, lambda: isinstance(app.screen, AttachScreen), what="attached")
     screen = app.screen

@@ -341,9 +341,9 @@ class AttachApp(App[int]):
 
     def __init__(self, screen: AttachScreen, *, detach_key: str = DEFAULT_DETACH_KEY) -> None:
         super().__init__()
-        self._attach = screen
+        self._attach_screen = screen
         self._detach_key = detach_key
 
     def on_mount(self) -> None:
         use_detach_key(self, self._detach_key)
-        self.push_screen(self._attach, lambda _: self.exit(0))
+        self.push_screen(self._attach_screen, lambda _: self.exit(0))
