@@ -35,6 +35,7 @@ from qqtui.core.logindex import LogIndex, RefreshResult
 from qqtui.tui.output_text import sanitize_line
 from qqtui.tui.perf import content_keyed_lines
 from qqtui.tui.perf.scroll_only_growth import ScrollOnlyGrowth
+from qqtui.tui.widgets.following import FollowsBottom
 
 POLL_SECONDS = 0.1
 # Growth up to this much is indexed on the app's thread as the poll sees it: a thread
@@ -48,7 +49,7 @@ _SEARCH_MAX_MATCHES = 1_000_000
 _CACHE_LINES = 2000
 
 
-class OutputView(ScrollOnlyGrowth, ScrollView, can_focus=True):
+class OutputView(FollowsBottom, ScrollOnlyGrowth, ScrollView, can_focus=True):
     """Shows one log file: live tail with follow mode, inert colours, search."""
 
     DEFAULT_CSS = """
@@ -279,7 +280,7 @@ class OutputView(ScrollOnlyGrowth, ScrollView, can_focus=True):
     def on_resize(self, event: Resize) -> None:
         self._update_virtual_size()
         if self.follow:
-            self.scroll_end(animate=False, immediate=True, x_axis=False, force=True)
+            self.jump_to_end()
 
     # -- polling and indexing ----------------------------------------------------
 
@@ -410,7 +411,7 @@ class OutputView(ScrollOnlyGrowth, ScrollView, can_focus=True):
         self._continue_search()
         self._update_virtual_size()
         if self.follow:
-            self.scroll_end(animate=False, immediate=True, x_axis=False, force=True)
+            self.jump_to_end()
         self.refresh()
 
     @on(_HeadScanned)
@@ -425,7 +426,7 @@ class OutputView(ScrollOnlyGrowth, ScrollView, can_focus=True):
         self._line_count = self._index.line_count
         self._update_virtual_size()
         if self.follow:
-            self.scroll_end(animate=False, immediate=True, x_axis=False, force=True)
+            self.jump_to_end()
         else:
             # Keep the same text on screen: every line number moved down.
             self.scroll_to(y=self.scroll_y + prepended, animate=False, immediate=True, force=True)
@@ -466,31 +467,12 @@ class OutputView(ScrollOnlyGrowth, ScrollView, can_focus=True):
         if Size(width, height) != self.virtual_size:
             self.virtual_size = Size(width, height)
             if self.follow:
-                self.scroll_end(animate=False, immediate=True, x_axis=False, force=True)
-
-    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
-        super().watch_scroll_y(old_value, new_value)
-        # Only movement decides: a scroll position clamped down by a layout change
-        # (a scrollbar or bar appearing) must neither pause nor resume following.
-        at_bottom = round(new_value) >= self.max_scroll_y
-        if new_value > old_value and at_bottom and not self.follow:
-            # Not here: this watcher runs inside the animator's step of a smooth scroll
-            # (up, down, page down), and turning follow on scrolls to the end without
-            # animation, which removes that very animation from the animator while it is
-            # being stepped; the animator then crashed the app with KeyError(scroll_y).
-            self.call_after_refresh(self._resume_follow_at_bottom)
-        elif new_value < old_value and not at_bottom and self.follow:
-            self.follow = False
-
-    def _resume_follow_at_bottom(self) -> None:
-        """Turn follow on after a scroll reached the bottom, outside the animator."""
-        if not self.follow and round(self.scroll_y) >= self.max_scroll_y:
-            self.follow = True
+                self.jump_to_end()
 
     def watch_follow(self, follow: bool) -> None:
         if follow:
             self.new_lines = 0
-            self.scroll_end(animate=False, immediate=True, x_axis=False, force=True)
+            self.jump_to_end()
         self.post_message(self.FollowChanged(self, follow))
 
     def watch_new_lines(self, count: int) -> None:
@@ -502,13 +484,10 @@ class OutputView(ScrollOnlyGrowth, ScrollView, can_focus=True):
             bar.set_class(visible, "-visible")
             self._update_virtual_size()
 
-    def action_toggle_follow(self) -> None:
-        self.follow = not self.follow
-
     def action_scroll_end(self) -> None:
         # "end" always means "show me the newest output", even when already there.
         if self.follow:
-            self.scroll_end(animate=False, immediate=True, x_axis=False, force=True)
+            self.jump_to_end()
         self.follow = True
 
     # -- search ------------------------------------------------------------------

@@ -52,6 +52,7 @@ from qqtui.core.ttyreplay import LOG_WINDOW, replay_log_tail
 from qqtui.core.ttyscreen import TerminalScreen
 from qqtui.tui.perf import content_keyed_lines
 from qqtui.tui.perf.scroll_only_growth import ScrollOnlyGrowth
+from qqtui.tui.widgets.following import FollowsBottom
 
 REPAINT_S = 1 / 30
 """At most one repaint per this long, however often the run redraws."""
@@ -125,7 +126,7 @@ def cell_text(data: str) -> str:
     return text if text and cell_len(text) > 0 else " "
 
 
-class TerminalView(ScrollOnlyGrowth, ScrollView, can_focus=True):
+class TerminalView(FollowsBottom, ScrollOnlyGrowth, ScrollView, can_focus=True):
     """An emulated terminal's screen and scrollback, in colour, with search."""
 
     DEFAULT_CSS = """
@@ -325,7 +326,7 @@ class TerminalView(ScrollOnlyGrowth, ScrollView, can_focus=True):
         if full or moved:
             self._update_virtual_size()
         if self.follow and self.scroll_y != self.max_scroll_y:
-            self.scroll_end(animate=False, immediate=True, x_axis=False, force=True)
+            self.jump_to_end()
         if full or moved or self._query:
             self.refresh()
             return
@@ -454,7 +455,7 @@ class TerminalView(ScrollOnlyGrowth, ScrollView, can_focus=True):
     def on_resize(self) -> None:
         self._update_virtual_size()
         if self.follow:
-            self.scroll_end(animate=False, immediate=True, x_axis=False, force=True)
+            self.jump_to_end()
 
     def _line_count(self) -> int:
         return len(self.screen_.history.top) + self._used_rows
@@ -465,24 +466,9 @@ class TerminalView(ScrollOnlyGrowth, ScrollView, can_focus=True):
         if size != self.virtual_size:
             self.virtual_size = size
 
-    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
-        super().watch_scroll_y(old_value, new_value)
-        at_bottom = round(new_value) >= self.max_scroll_y
-        if new_value < old_value and not at_bottom and self.follow:
-            self.follow = False
-        elif new_value > old_value and at_bottom and not self.follow:
-            self.call_after_refresh(self._resume_follow_at_bottom)
-
-    def _resume_follow_at_bottom(self) -> None:
-        if not self.follow and round(self.scroll_y) >= self.max_scroll_y:
-            self.follow = True
-
     def watch_follow(self, follow: bool) -> None:
         if follow:
-            self.scroll_end(animate=False, immediate=True, x_axis=False, force=True)
-
-    def action_toggle_follow(self) -> None:
-        self.follow = not self.follow
+            self.jump_to_end()
 
     # -- search ----------------------------------------------------------------------
 
