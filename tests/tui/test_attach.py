@@ -23,6 +23,7 @@ from qqtui.tui.app import QqApp
 from qqtui.tui.screens.attach import AttachApp, AttachScreen
 from qqtui.tui.screens.confirm import ConfirmScreen
 from qqtui.tui.screens.main import MainScreen
+from qqtui.tui.widgets.run_table import RunTable
 from qqtui.tui.widgets.terminal_view import TerminalView
 from tests.tui.conftest import RANDOM_KEY_NAMES, run_status, select_run, wait_until
 from tests.tui.test_app import SIZE, add, app_for, toasts
@@ -181,6 +182,40 @@ async def test_attach_type_see_the_echo_detach_and_the_run_goes_on(
         await wait_until(pilot, lambda: "got HQS?" in screen_text(app))
         await pilot.press("ctrl+right_square_bracket")
         await wait_until(pilot, lambda: isinstance(app.screen, MainScreen))
+
+
+@pytest.mark.asyncio
+async def test_the_main_screen_rests_while_attached_and_catches_up_on_detach(
+    tui_settings: Settings, tui_store: Store, live_worker: subprocess.Popen[bytes]
+) -> None:
+    """Nobody sees the main screen under the attached view: it neither applies polls
+    nor follows the run's log (that time is the echo's), and shows all of it on return."""
+    run_id = _tty_run(tui_store, tui_settings, PROMPT)
+    app = app_for(tui_settings, tui_store)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: run_status(tui_settings.db_url, run_id) is Status.RUNNING)
+        main = app.screen
+        assert isinstance(main, MainScreen)
+        screen = await attach(pilot, app, run_id)
+        await wait_until(pilot, lambda: "ready>" in screen_text(app), what="the prompt")
+        later = add(tui_store, tui_settings, "true", name="added-while-attached")
+        await pilot.press("x", "enter")
+        await wait_until(pilot, lambda: "got X" in screen_text(app), what="the echo")
+        poll = app.last_poll
+        await wait_until(
+            pilot,
+            lambda: app.last_poll is not poll and later in app.last_poll.result.runs,
+            what="a poll that has the new run",
+        )
+        await pilot.pause(0.3)  # six of the pane's log polls
+        pane = main.query_one(TerminalView)
+        assert "got X" not in "\n".join(pane.terminal.display), "the pane under is resting"
+        assert later not in main.query_one(RunTable).run_ids, "the table under is resting"
+        assert screen is app.screen
+        await pilot.press("ctrl+right_square_bracket")
+        await wait_until(pilot, lambda: app.screen is main, what="detached")
+        await wait_until(pilot, lambda: later in main.query_one(RunTable).run_ids)
+        await wait_until(pilot, lambda: "got X" in "\n".join(pane.terminal.display))
 
 
 @pytest.mark.asyncio

@@ -209,6 +209,25 @@ async def test_hostile_bytes_end_up_inert_in_cells() -> None:
         )
 
 
+@pytest.mark.asyncio
+async def test_a_keys_echo_skips_the_repaint_throttle() -> None:
+    app = _Viewer()
+    async with app.run_test(size=(60, 14)) as pilot:
+        view = app.query_one(TerminalView)
+        await pilot.pause(0.1)
+        view.feed(b"a")  # nothing painted for a while: painted now
+        painted = view._last_repaint
+        view.feed(b"b")  # a frame has not passed: painted by the throttle's timer
+        assert view._last_repaint == painted and view._repaint_timer is not None
+        view.expect_echo()
+        view.feed(b"c")  # the key's echo: now, and the pending timer is not needed
+        assert view._last_repaint > painted and view._repaint_timer is None
+        view.feed(b"d")  # only the first output after the key skips the throttle
+        assert view._repaint_timer is not None
+        await pilot.pause(0.1)
+        assert view._repaint_timer is None and "abcd" in terminal_text(view)
+
+
 def test_cell_text_keeps_one_printable_character() -> None:
     assert cell_text("a") == "a"
     assert cell_text("中") == "中"

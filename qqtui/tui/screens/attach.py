@@ -223,6 +223,7 @@ class AttachScreen(Screen[None]):
     def _send(self, data: bytes | None) -> None:
         if not data or not self.you_write or self.ended is not None:
             return
+        self.terminal.expect_echo()
         try:
             self.connection.send_input(data)
         except QqError as exc:

@@ -9,12 +9,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.actions import SkipAction
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
-from textual.screen import Screen
+from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, Input, Static
 
 from qqtui.core import intents
@@ -168,6 +168,7 @@ class MainScreen(Screen[None]):
         self._selected: int | None = None
         self._pending_select: int | None = None
         self._mounted = False
+        self._covered = False  # a full screen is on top: nobody sees this one
         # The keys that applied to the selected run when the Footer was last built.
         self._shown_actions: frozenset[str] = frozenset()
         # (run id, version) whose stored output tail was last asked for.
@@ -212,6 +213,27 @@ class MainScreen(Screen[None]):
     def on_unmount(self) -> None:
         self._mounted = False
 
+    def on_screen_suspend(self, event: events.ScreenSuspend) -> None:
+        # Under a dialog this screen still shows (dimmed) and stays live. Under a full
+        # screen nobody sees it: applying every poll to the table and following the
+        # selected log would only take time from the screen on top, which for the
+        # attached terminal is the time between a key and its echo.
+        top = self.app.screen
+        if top is self or isinstance(top, ModalScreen):
+            return
+        self._covered = True
+        self.query_one(TerminalView).pause_following()
+        self.query_one(OutputView).pause_following()
+
+    def on_screen_resume(self, event: events.ScreenResume) -> None:
+        if not self._covered:
+            return
+        self._covered = False
+        self.query_one(TerminalView).resume_following()
+        self.query_one(OutputView).resume_following()
+        if self.ready and self.qq.last_poll is not None:
+            self.show_poll(self.qq.last_poll)
+
     @property
     def ready(self) -> bool:
         """Whether polls and outages can be shown: composed, and the app not shutting down.
@@ -232,8 +254,9 @@ class MainScreen(Screen[None]):
         return poll.result.runs.get(self._selected)
 
     def _on_poll(self, message: RunsPolled) -> None:
-        # A poll can land after this screen's children are pruned, at exit.
-        if self.ready:
+        # A poll can land after this screen's children are pruned, at exit. Covered,
+        # the last poll (the app keeps it) is shown on the way back.
+        if self.ready and not self._covered:
             self.show_poll(message)
 
     def _on_outage(self, outage: Outage | None) -> None:

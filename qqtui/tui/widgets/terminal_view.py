@@ -230,6 +230,7 @@ class TerminalView(FollowsBottom, ScrollOnlyGrowth, ScrollView, can_focus=True):
         self._cursor_at: tuple[int, int] | None = None  # the cursor as last drawn
         self._repaint_timer: Timer | None = None
         self._last_repaint = 0.0
+        self._echo_due = False  # input was sent: its echo is painted without the throttle
         self._shown_history = 0
         self._shown_pushed = 0
         self._used_rows = rows  # screen rows up to the cursor or the last drawn one
@@ -285,7 +286,21 @@ class TerminalView(FollowsBottom, ScrollOnlyGrowth, ScrollView, can_focus=True):
         if not data:
             return
         self._stream.feed(data)
+        if self._echo_due:
+            # The first output after a key is most likely its echo: the user is waiting
+            # for it. One repaint per key, at typing rates, cannot flood the terminal.
+            self._echo_due = False
+            if self._repaint_timer is not None:
+                self._repaint_timer.stop()
+                self._repaint_timer = None
+            self._repaint()
+            return
         self._schedule_repaint()
+
+    def expect_echo(self) -> None:
+        """Input was just sent to the run: paint the next output at once, not within
+        REPAINT_S (the throttle added up to a frame of latency to every keystroke)."""
+        self._echo_due = True
 
     def _schedule_repaint(self) -> None:
         if self._repaint_timer is not None:
@@ -410,6 +425,17 @@ class TerminalView(FollowsBottom, ScrollOnlyGrowth, ScrollView, can_focus=True):
         else:
             self._log_timer.resume()
         self.post_message(self.Loaded(self, self._log))
+
+    def pause_following(self) -> None:
+        """Stop reading the log while nobody sees this view (a full screen is on top)."""
+        if self._log_timer is not None:
+            self._log_timer.pause()
+
+    def resume_following(self) -> None:
+        """Read the log again from where it was left, at once."""
+        if self._log_timer is not None and self._log is not None and not self._loading:
+            self._log_timer.resume()
+            self._poll_log()
 
     def _poll_log(self) -> None:
         """One stat; new bytes are fed at once, a lot of them replayed again."""
