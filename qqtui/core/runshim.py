@@ -387,15 +387,13 @@ def copy_until_exit(
             write_status(status_path, final)
             report({**exit_info, "leftovers": leftovers})
             if server is not None:
-                # What the command wrote before it ended is in the pty already: the
-                # viewers get all of it before EXIT.
-                if not eof:
-                    data, eof = read_available(read_fd, 1 << 12)
-                    if data:
-                        log.write(data)
-                        server.output(data)
-                server.command_ended(exit_info)
+                server.command_exited()
         if exit_info is not None and (eof or time.monotonic() >= drain_deadline):
+            if server is not None:
+                # Only now: what the command wrote before it ended may still be on its
+                # way through the pty (the kernel moves it in the background, later
+                # under load), and the viewers get all of it before EXIT.
+                server.command_ended(exit_info)
             break
     return exit_info
 

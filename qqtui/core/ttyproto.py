@@ -15,7 +15,9 @@ Client to shim (first frame HELLO, within HELLO_TIMEOUT_S, or the client is drop
 Shim to client:
 - WELCOME {"v": 1, "cols", "rows", "writer": name | None, "you_write": bool,
   "pid": the command's pid}
-- SCREEN  bytes that redraw the current screen on a blank emulator (ttyreplay.py)
+- SCREEN  bytes that redraw the current screen on a blank emulator (ttyreplay.py):
+  after WELCOME, and again whenever the viewer fell too far behind (the OUTPUT it
+  missed is skipped: reset the emulator and draw this instead)
 - OUTPUT  bytes the command wrote since
 - STATE   {"cols", "rows", "writer", "you_write"} when the writer or the size changes
 - ACK     {"n": bytes queued} after an accepted INPUT

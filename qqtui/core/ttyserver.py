@@ -1,9 +1,12 @@
 """The shim's side of a tty run's socket: viewers, the one writer, the input queue.
 
 Stdlib only, like the shim that runs it (ttyproto.py is the contract). It never
-blocks: every socket is non-blocking, a viewer that does not keep up is dropped
-once its backlog passes SLOW_CLIENT_LIMIT (it may reconnect for a fresh SCREEN),
-and input waits in a bounded queue until the terminal takes it.
+blocks: every socket is non-blocking. A viewer that does not keep up is never waited
+for: once its backlog passes SLOW_CLIENT_LIMIT the OUTPUT it has not been sent is
+skipped, and when it has read what was left it gets a fresh SCREEN (as tmux redraws a
+client that fell behind), so a burst under load costs a viewer frames, never its
+connection, and a viewer that reads nothing holds at most one frame and a screen.
+Input waits in a bounded queue until the terminal takes it.
 
 Within the contract: at most MAX_CLIENTS connections, only from our own uid (or
 root); a RESIZE from a viewer that is not the writer is ignored (it may have been
@@ -14,9 +17,11 @@ after the ERROR frame. "send" clients get the same frames as readers.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import fcntl
 import os
+import select
 import socket
 import stat
 import struct
@@ -39,7 +44,7 @@ MAX_SIZE = 4096  # columns or rows: beyond this a program only allocates
 INPUT_MARK_INTERVAL_S = 0.5
 RECV_CHUNK = 65536
 WRITE_CHUNK = 65536
-CLOSE_FLUSH_S = 1.0
+CLOSE_FLUSH_S = 3.0
 
 
 class SocketRefused(Exception):
@@ -117,13 +122,31 @@ class Listener:
 
 
 class Client:
-    __slots__ = ("deadline", "fd", "name", "out", "reader", "sock", "want")
+    __slots__ = (
+        "bounds",
+        "deadline",
+        "fd",
+        "name",
+        "out",
+        "queued",
+        "reader",
+        "resync",
+        "sent",
+        "sock",
+        "want",
+    )
 
     def __init__(self, sock: socket.socket, deadline: float) -> None:
         self.sock = sock
         self.fd = sock.fileno()
         self.reader = proto.FrameReader(proto.CLIENT_KINDS, proto.MAX_CLIENT_FRAME)
-        self.out = bytearray()
+        self.out = bytearray()  # frames not yet sent, the first maybe in part
+        # Byte counts since the connection began: queued, sent, and where each frame
+        # still in `out` ends, so a backlog can be cut at a frame's end.
+        self.queued = 0
+        self.sent = 0
+        self.bounds: collections.deque[int] = collections.deque()
+        self.resync = False  # its backlog was skipped: a SCREEN once `out` is sent
         self.name = ""
         self.want: str | None = None  # set by HELLO
         self.deadline = deadline  # for HELLO
@@ -147,6 +170,7 @@ class TtyServer:
         self._mark_fd: int | None = None
         self._marked_at = 0.0
         self._streaming = 0  # clients past HELLO
+        self._ended = False  # EXIT is queued: nothing may follow it
 
     # -- the shim's loop asks
 
@@ -191,15 +215,22 @@ class TtyServer:
         for start in range(0, len(data), proto.MAX_SHIM_FRAME):
             chunk = proto.frame(proto.OUTPUT, data[start : start + proto.MAX_SHIM_FRAME])
             for client in list(self.clients.values()):
-                if client.want is not None:
+                if client.want is not None and not client.resync:
                     self._queue(client, chunk)
 
-    def command_ended(self, exit_info: dict) -> None:
-        """EXIT to everyone, then no more clients: the socket goes at once, so a late
-        sender learns that the run has ended instead of waiting for an answer."""
+    def command_exited(self) -> None:
+        """The command has ended; its last output may still be draining. The socket
+        goes at once, so a late sender learns that the run has ended instead of waiting
+        for an answer, and nothing more is read from the clients (no more input)."""
         if self.listener is not None:
             self.listener.close()
             self.listener = None
+
+    def command_ended(self, exit_info: dict) -> None:
+        """Its output drained: EXIT to every viewer after all of it, then no more
+        clients (each goes once it has read its EXIT; `close` waits for the rest)."""
+        self.command_exited()
+        self._ended = True
         done = proto.frame(
             proto.EXIT, {"exit_code": exit_info.get("exit_code"), "signal": exit_info.get("signal")}
         )
@@ -207,23 +238,36 @@ class TtyServer:
             if client.want is None:
                 self._drop(client)
             else:
+                if client.resync:
+                    # The run's last screen, not the output it skipped.
+                    client.resync = False
+                    self._queue(client, proto.frame(proto.SCREEN, self.replay.replay()))
                 self._queue(client, done)
                 if not client.out and client.fd in self.clients:
                     self._drop(client)
         self.pending.clear()
 
     def close(self) -> None:
-        """Flush what viewers have not read yet (for a moment at most), then close all."""
-        if self.listener is not None:
-            self.listener.close()
-            self.listener = None
+        """Flush what viewers have not read yet, all at once and for CLOSE_FLUSH_S at
+        most (a viewer that reads nothing must not cost the others their EXIT), then
+        close all."""
+        self.command_exited()
+        self._ended = True
         deadline = time.monotonic() + CLOSE_FLUSH_S
-        for client in list(self.clients.values()):
+        while True:
+            waiting = [client.fd for client in self.clients.values() if client.out]
             remaining = deadline - time.monotonic()
-            if client.out and remaining > 0:
-                with contextlib.suppress(OSError):
-                    client.sock.settimeout(remaining)
-                    client.sock.sendall(client.out)
+            if not waiting or remaining <= 0:
+                break
+            try:
+                _, ready, _ = select.select([], waiting, [], remaining)
+            except InterruptedError:
+                continue
+            for fd in ready:
+                client = self.clients.get(fd)
+                if client is not None:
+                    self._flush(client)
+        for client in list(self.clients.values()):
             self._drop(client, quiet=True)
         if self._mark_fd is not None:
             os.close(self._mark_fd)
@@ -354,6 +398,8 @@ class TtyServer:
                 self._queue(client, proto.frame(proto.STATE, self._state(client)))
 
     def _queue(self, client: Client, data: bytes) -> None:
+        """One whole frame to `client`: sent now if it can be, else kept in order."""
+        client.queued += len(data)
         if not client.out:
             try:
                 sent = client.sock.send(data)
@@ -362,12 +408,35 @@ class TtyServer:
             except OSError:
                 self._drop(client)
                 return
+            client.sent += sent
             if sent == len(data):
                 return
             data = data[sent:]
         client.out += data
+        client.bounds.append(client.queued)
         if len(client.out) > SLOW_CLIENT_LIMIT:
-            self._drop(client)  # it reconnects and gets a fresh SCREEN
+            self._skip_backlog(client)
+
+    def _skip_backlog(self, client: Client) -> None:
+        """Keep what is left of the frame being sent (a frame cut in two would break
+        the stream) and drop the rest; the viewer gets a fresh SCREEN after it."""
+        while client.bounds and client.bounds[0] <= client.sent:
+            client.bounds.popleft()
+        head_end = client.bounds[0] if client.bounds else client.sent
+        del client.out[head_end - client.sent :]
+        client.queued = head_end
+        client.bounds.clear()
+        if client.out:
+            client.bounds.append(head_end)
+            client.resync = True
+        else:
+            self._resynced(client)
+
+    def _resynced(self, client: Client) -> None:
+        """The screen as it is now (and who writes), then the stream again."""
+        client.resync = False
+        self._queue(client, proto.frame(proto.STATE, self._state(client)))
+        self._queue(client, proto.frame(proto.SCREEN, self.replay.replay()))
 
     def _flush(self, client: Client) -> None:
         try:
@@ -378,7 +447,14 @@ class TtyServer:
             self._drop(client)
             return
         del client.out[:sent]
-        if not client.out and self.listener is None:
+        client.sent += sent
+        while client.bounds and client.bounds[0] <= client.sent:
+            client.bounds.popleft()
+        if client.out:
+            return
+        if client.resync and not self._ended:
+            self._resynced(client)  # it has read what it was sent: catch it up
+        elif self._ended:
             self._drop(client)  # the command has ended and this viewer has its EXIT
 
     def _refuse(self, client: Client, message: str) -> None:
@@ -396,7 +472,7 @@ class TtyServer:
         client.sock.close()
         if client is self.writer:
             self.writer = None
-            if not quiet:
+            if not quiet and not self._ended:  # nothing may follow a viewer's EXIT
                 self._broadcast_state()
 
     # -- the terminal

@@ -328,14 +328,14 @@ def raw_client(sock_path: Path) -> socket.socket:
 
 
 def read_until_closed(conn: socket.socket) -> bytes:
-    data = b""
+    data = bytearray()
     while True:
         try:
-            chunk = conn.recv(65536)
+            chunk = conn.recv(1 << 20)
         except ConnectionResetError:
-            return data
+            return bytes(data)
         if not chunk:
-            return data
+            return bytes(data)
         data += chunk
 
 
@@ -378,24 +378,74 @@ def test_hostile_clients_are_dropped_and_the_run_carries_on(tmp_path: Path) -> N
     assert b"rm -rf" not in (sock.parent / sessions.OUTPUT_LOG).read_bytes()
 
 
-def test_a_viewer_that_does_not_read_is_dropped_not_waited_for(tmp_path: Path) -> None:
-    # About 40 MB of output while one viewer reads nothing: it is dropped once its
-    # backlog passes the limit, the run and a reading viewer are not held up.
+def test_a_viewer_that_does_not_read_is_not_waited_for(tmp_path: Path) -> None:
+    # About 40 MB of output while one viewer reads nothing: its backlog is skipped, not
+    # kept, and neither the run nor a viewer that reads is held up by it.
     flood = "import sys\ninput()\nfor _ in range(40):\n    sys.stdout.write('x' * 1_000_000)\n"
     spawned, _, sock = start_tty(tmp_path, [sys.executable, "-c", flood])
     stalled = raw_client(sock)
     stalled.sendall(ttyproto.frame(ttyproto.HELLO, {"v": 1, "name": "slow", "want": "read"}))
-    with TtyConnection.open(sock, want="write", name="w") as conn:
-        conn.send_input(b"\r")
-        frames = frames_until_closed(conn, timeout=60)
-        assert frames[-1][0] == ttyproto.EXIT
+    # The reading viewer only receives, into one buffer, and parses afterwards.
+    reading = raw_client(sock)
+    reading.settimeout(60)
+    reading.sendall(ttyproto.frame(ttyproto.HELLO, {"v": 1, "name": "w", "want": "write"}))
+    reading.sendall(ttyproto.frame(ttyproto.INPUT, b"\r"))
+    got = read_until_closed(reading)
+    reading.close()
     assert wait_exit(spawned, timeout=60)["exit_code"] == 0
+    frames = shim_frames(got)
+    assert frames[-1][0] == ttyproto.EXIT
     received = read_until_closed(stalled)
     stalled.close()
-    reader = ttyproto.FrameReader(ttyproto.SHIM_KINDS, ttyproto.MAX_SHIM_FRAME)
-    kinds = [kind for kind, _ in reader.feed(received)]
-    assert ttyproto.EXIT not in kinds  # cut off, not served to the end
-    assert len(received) < 20_000_000
+    assert len(received) < 20_000_000  # a frame and a screen at most, not the 40 MB
+
+
+def shim_frames(data: bytes) -> list[tuple[bytes, bytes]]:
+    return list(ttyproto.FrameReader(ttyproto.SHIM_KINDS, ttyproto.MAX_SHIM_FRAME).feed(data))
+
+
+def test_a_viewer_that_falls_behind_skips_to_a_fresh_screen_and_stays(tmp_path: Path) -> None:
+    # A viewer that reads nothing while 40 MB go by (a burst under load) is not cut off:
+    # what it missed is skipped, and once it reads it gets the screen as it is now.
+    burst = (
+        "import sys\ninput()\nfor _ in range(40):\n    sys.stdout.write('x' * 1_000_000)\n"
+        "sys.stdout.write('\\x1b[2J\\x1b[Hburst done\\r\\n'); sys.stdout.flush()\ninput()\n"
+    )
+    spawned, _, sock = start_tty(tmp_path, [sys.executable, "-c", burst])
+    behind = raw_client(sock)
+    behind.sendall(ttyproto.frame(ttyproto.HELLO, {"v": 1, "name": "behind", "want": "read"}))
+    log = sock.parent / sessions.OUTPUT_LOG
+    with TtyConnection.open(sock, want="send", name="s") as sender:
+        sender.send_input(b"\r")
+    deadline = time.monotonic() + 60
+    while b"burst done" not in log.read_bytes()[-200:]:
+        assert time.monotonic() < deadline, "the burst never ended"
+        time.sleep(0.05)
+    # Now it reads: the start of the stream, then a fresh screen, then what follows.
+    behind.settimeout(10)
+    data = bytearray()
+    while b"burst done" not in data[-65536:]:
+        chunk = behind.recv(1 << 20)
+        assert chunk, "dropped instead of caught up"
+        data += chunk
+    with TtyConnection.open(sock, want="send", name="s") as sender:
+        sender.send_input(b"\r")
+    data += read_until_closed(behind)
+    behind.close()
+    assert wait_exit(spawned, timeout=60)["exit_code"] == 0
+    frames = shim_frames(bytes(data))
+    kinds = [kind for kind, _ in frames]
+    assert kinds[:2] == [ttyproto.WELCOME, ttyproto.SCREEN] and kinds[-1] == ttyproto.EXIT
+    assert kinds.count(ttyproto.SCREEN) >= 2, "a fresh screen after the skip"
+    output = sum(len(payload) for kind, payload in frames if kind == ttyproto.OUTPUT)
+    assert output < 30_000_000, "the backlog was skipped, not sent"
+    last_screen = [payload for kind, payload in frames if kind == ttyproto.SCREEN][-1]
+    tail = last_screen + b"".join(
+        payload
+        for kind, payload in frames[kinds.index(ttyproto.SCREEN, 2) :]
+        if kind == ttyproto.OUTPUT
+    )
+    assert b"burst done" in tail
 
 
 def test_input_past_the_queue_is_refused_whole_and_the_run_carries_on(tmp_path: Path) -> None:
