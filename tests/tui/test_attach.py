@@ -24,6 +24,7 @@ from qqtui.tui.screens.attach import AttachApp, AttachScreen
 from qqtui.tui.screens.confirm import ConfirmScreen
 from qqtui.tui.screens.main import MainScreen
 from qqtui.tui.widgets.run_table import RunTable
+from qqtui.tui.widgets.send_line import SendLine
 from qqtui.tui.widgets.terminal_view import TerminalView
 from tests.tui.conftest import RANDOM_KEY_NAMES, run_status, select_run, wait_until
 from tests.tui.test_app import SIZE, add, app_for, toasts
@@ -309,6 +310,51 @@ async def test_a_run_without_a_terminal_gets_a_toast(
         await wait_until(pilot, lambda: toasts(app), what="a toast")
         assert isinstance(app.screen, MainScreen)
         assert any("terminal" in t for t in toasts(app)), toasts(app)
+
+
+@pytest.mark.asyncio
+async def test_the_input_line_types_into_the_selected_run_without_attaching(
+    tui_settings: Settings, tui_store: Store, live_worker: subprocess.Popen[bytes]
+) -> None:
+    from qqtui.core.ttyclient import tty_socket
+
+    run_id = _tty_run(tui_store, tui_settings, PROMPT)
+    pipe_id = add(tui_store, tui_settings, "sleep", "60")  # queued behind it: same cwd
+    app = app_for(tui_settings, tui_store)
+    async with app.run_test(size=SIZE) as pilot:
+        await select_run(pilot, app, pipe_id)
+        await pilot.press("i")
+        await wait_until(pilot, lambda: any("no terminal" in t for t in toasts(app)))
+        assert not app.screen.query_one(SendLine).has_focus
+
+        await select_run(pilot, app, run_id)
+
+        def ready() -> bool:
+            run = getattr(app.screen, "selected_run", None)
+            return bool(run and run.id == run_id and run.pid and tty_socket(app.home, run).exists())
+
+        await wait_until(pilot, ready, what="the run started on its terminal")
+        pane = app.screen.query_one(TerminalView)
+
+        def pane_text() -> str:
+            return "\n".join(pane.terminal.display)
+
+        await wait_until(pilot, lambda: "ready>" in pane_text(), what="the prompt")
+        # One burst, as a fast typist sends it: the letters after "i" are the box's.
+        await pilot.press("i", "h", "q", "enter")
+        await wait_until(pilot, lambda: "got HQ" in pane_text(), what="the line reached the run")
+        await wait_until(
+            pilot, lambda: any(f"Sent 3 bytes to run {run_id}" in t for t in toasts(app))
+        )
+        box = app.screen.query_one(SendLine)
+        assert not box.has_class("-open") and app.screen.query_one(RunTable).has_focus
+        # Escape closes it unsent; an empty line is the Enter alone.
+        await pilot.press("i", "z", "z", "escape")
+        assert not box.has_class("-open") and app.screen.query_one(RunTable).has_focus
+        await pilot.press("i", "enter")
+        await wait_until(pilot, lambda: pane_text().count("ready>") >= 3, what="the bare Enter")
+        assert "ZZ" not in pane_text()
+        assert run_status(tui_settings.db_url, run_id) is Status.RUNNING
 
 
 @pytest.mark.asyncio

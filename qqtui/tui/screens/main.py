@@ -33,6 +33,7 @@ from qqtui.tui.widgets.output_view import OutputView
 from qqtui.tui.widgets.pid_tree import PidTree
 from qqtui.tui.widgets.remote_output import RemoteOutputView
 from qqtui.tui.widgets.run_table import HOST_PREFIX, RunTable, split_host_filter
+from qqtui.tui.widgets.send_line import SendLine
 from qqtui.tui.widgets.terminal_view import TerminalView
 
 if TYPE_CHECKING:
@@ -49,6 +50,7 @@ _RUN_ACTIONS = {
     "follow": lambda run: True,
     "search": lambda run: True,
     "attach": lambda run: True,  # a run without a terminal gets a toast saying why
+    "send_line": lambda run: True,  # the same
 }
 
 
@@ -154,6 +156,14 @@ class MainScreen(Screen[None]):
             id="main.attach",
         ),
         Binding(
+            "i",
+            "send_line",
+            "Input",
+            tooltip="Type a line into the selected tty run's terminal without attaching",
+            id="main.send_line",
+            priority=True,  # as "/": the answer typed right after "i" is the box's
+        ),
+        Binding(
             "escape",
             "close_filter",
             "Clear filter",
@@ -192,7 +202,8 @@ class MainScreen(Screen[None]):
             yield TerminalView(id="tty-output")
             yield RemoteOutputView(id="remote-output")
             yield PidTree(id="pids")
-        yield Footer()
+        yield SendLine(id="send-line")
+        yield Footer(compact=True)  # every key fits in 160 columns
 
     def on_mount(self) -> None:
         self.query_one(RunTable).border_title = "runs"
@@ -604,6 +615,50 @@ class MainScreen(Screen[None]):
             )
             return
         app.push_screen(screen, lambda _: self._terminal_again())
+
+    def action_send_line(self) -> None:
+        """Open the input line for the selected run, if its terminal can take input (as
+        the filter, the focus moves now, so the keys typed right after are the box's)."""
+        self._skip_in_a_text_box()
+        run = self.selected_run
+        if run is None:
+            return
+        from qqtui.core.ttyclient import check_attachable
+
+        try:
+            check_attachable(self.qq.home, run, self.qq.monitor.host)
+        except QqError as exc:
+            self.notify(
+                str(exc), title=f"Cannot send to run {run.id}", severity="warning", markup=False
+            )
+            return
+        box = self.query_one(SendLine)
+        box.open_for(run.id)
+        self.set_focus(box)
+
+    @on(SendLine.Requested)
+    def _on_send_requested(self, event: SendLine.Requested) -> None:
+        event.stop()
+        app = self.qq
+        poll = app.last_poll
+        run = poll.result.runs.get(event.run_id) if poll is not None else None
+        if run is None:
+            self.notify(f"Run {event.run_id} is gone", severity="warning", markup=False)
+            return
+        data = event.data
+
+        def send() -> IntentOutcome:
+            from qqtui.core.ttyclient import send_to_run
+
+            sent = send_to_run(app.home, run, data, this_host=app.monitor.host)
+            return IntentOutcome(f"Sent {sent} bytes to run {run.id}")
+
+        app.run_intent(send)
+
+    @on(SendLine.Closed)
+    def _on_send_line_closed(self, event: SendLine.Closed) -> None:
+        event.stop()
+        self.query_one(RunTable).focus()
 
     def _terminal_again(self) -> None:
         """Back from the attached view: the run may have another size; draw it again."""
