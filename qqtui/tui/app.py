@@ -38,7 +38,7 @@ from qqtui.tui.messages import (
 from qqtui.tui.perf.crash_capture import CrashCaptureApp
 from qqtui.tui.perf.input_first import InputFirstApp
 from qqtui.tui.poller import PollThread
-from qqtui.tui.screens.attach import use_detach_key
+from qqtui.tui.screens.attach import app_action_applies, use_detach_key
 from qqtui.tui.screens.help import HelpScreen
 from qqtui.tui.screens.main import MainScreen
 from qqtui.tui.screens.sessions import SessionsScreen
@@ -391,7 +391,7 @@ class QqApp(InputFirstApp, CrashCaptureApp, App[int]):
         # their keys to themselves anyway.
         if action == "sessions":
             return True if isinstance(self.screen, (MainScreen, HelpScreen)) else None
-        return True
+        return app_action_applies(self, action)
 
 
 def make_app(settings: Settings, store: Store | None = None, **kwargs: Any) -> QqApp:

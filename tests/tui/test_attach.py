@@ -164,6 +164,12 @@ async def test_attach_type_see_the_echo_detach_and_the_run_goes_on(
         await pilot.press("h", "q", "s", "question_mark", "enter")
         await wait_until(pilot, lambda: "got HQS?" in screen_text(app), what="the echo")
         assert "hqs?" in screen_text(app), "the terminal's own echo"
+        # So are the app's priority keys: ctrl+p (no palette; the terminal echoes ^P)
+        # and ctrl+q (no quit; the terminal's line discipline takes it as XON).
+        await pilot.press("ctrl+p", "ctrl+q")
+        await wait_until(pilot, lambda: "^P" in screen_text(app), what="ctrl+p at the run")
+        await pilot.pause(0.2)
+        assert app.is_running and app.screen is screen
         attached_size = (screen.terminal.terminal.columns, screen.terminal.terminal.lines)
         assert attached_size != (80, 20), "the run's size follows the app's"
         await pilot.press("ctrl+right_square_bracket")

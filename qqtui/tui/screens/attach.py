@@ -328,6 +328,17 @@ def live_terminal_size(home: Path, run: RunRecord, host: str | None) -> tuple[in
         return None
 
 
+# The app's own priority keys (Textual's ctrl+q quit, ctrl+p palette) would fire before
+# the attached screen sees them: attached, they are the run's (nano, emacs, readline).
+_APP_ACTIONS_ATTACHED_KEYS_BELONG_TO_THE_RUN = frozenset({"quit", "command_palette"})
+
+
+def app_action_applies(app: App[Any], action: str) -> bool:
+    """For an app's check_action: False for its priority keys while attached."""
+    attached = isinstance(app.screen, AttachScreen)
+    return not (attached and action in _APP_ACTIONS_ATTACHED_KEYS_BELONG_TO_THE_RUN)
+
+
 def use_detach_key(app: App[Any], key: str) -> None:
     """Bind the detach key from config.toml (Textual's keymap, by the binding's id)."""
     if key != DEFAULT_DETACH_KEY:
@@ -344,6 +355,9 @@ class AttachApp(App[int]):
         super().__init__()
         self._attach_screen = screen
         self._detach_key = detach_key
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return app_action_applies(self, action)
 
     def on_mount(self) -> None:
         use_detach_key(self, self._detach_key)
