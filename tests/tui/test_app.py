@@ -417,6 +417,26 @@ async def test_keys_typed_right_after_slash_go_to_the_filter_not_to_the_table(
 
 
 @pytest.mark.asyncio
+async def test_a_key_typed_right_after_enter_in_the_filter_is_the_tables(
+    tui_settings: Settings, tui_store: Store
+) -> None:
+    done = add(tui_store, tui_settings, "echo", "x", name="printer")
+    app = app_for(tui_settings, tui_store)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: shown_ids(app) == [done])
+        # One burst: "?" right after Enter opens the help, it is not typed in the box.
+        keys = [("slash", "/"), *((c, c) for c in "prin"), ("enter", "\r"), ("question_mark", "?")]
+        for key, char in keys:
+            app.post_message(events.Key(key, char))
+        await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen), what="the help")
+        app.pop_screen()
+        await pilot.pause()
+        box = app.screen.query_one("#filter", Input)
+        assert box.value == "prin" and box.has_class("-open"), "the filter is kept, shown"
+        assert app.screen.query_one(RunTable).has_focus
+
+
+@pytest.mark.asyncio
 async def test_a_command_typed_right_after_n_lands_in_the_launch_form(
     tui_settings: Settings, tui_store: Store
 ) -> None:

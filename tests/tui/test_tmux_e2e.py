@@ -151,7 +151,6 @@ def test_demo_review_waits_attach_answer_y_and_it_succeeds(tmux: Tmux, tmp_path:
         tmux.wait_for(lambda s: "runs  1 of 8" in s, "the filtered table")
         tmux.keys("Enter")
         tmux.wait_for(lambda s: f"output · run {review.id} · review" in s, "the review run's pane")
-        time.sleep(0.5)  # Enter hands the focus back to the table on the app's next turn
         tmux.keys("a")
         screen = tmux.wait_for(
             lambda s: "Apply this change? [y/n]" in s and f"attached to run {review.id}" in s,

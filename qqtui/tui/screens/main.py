@@ -164,6 +164,17 @@ class MainScreen(Screen[None]):
             priority=True,  # as "/": the answer typed right after "i" is the box's
         ),
         Binding(
+            "enter",
+            "submit_box",
+            "Apply",
+            show=False,
+            tooltip="Apply the filter, or send the input line, and go back to the table",
+            id="main.submit_box",
+            # Priority, as "/": the keys typed right after Enter are the table's, so the
+            # focus must be back on it before they are handed out.
+            priority=True,
+        ),
+        Binding(
             "escape",
             "close_filter",
             "Clear filter",
@@ -459,6 +470,9 @@ class MainScreen(Screen[None]):
         if applies is None:
             if action == "close_filter":
                 return self.query_one("#filter", Input).has_focus or None
+            if action == "submit_box":
+                boxes = (self.query_one("#filter", Input), self.query_one(SendLine))
+                return any(box.has_focus for box in boxes) or None
             return True
         if action in ("follow", "search") and self.query_one("#bottom").has_class("-remote"):
             return None
@@ -658,7 +672,8 @@ class MainScreen(Screen[None]):
     @on(SendLine.Closed)
     def _on_send_line_closed(self, event: SendLine.Closed) -> None:
         event.stop()
-        self.query_one(RunTable).focus()
+        if self.focused is None or isinstance(self.focused, SendLine):
+            self.set_focus(self.query_one(RunTable))
 
     def _terminal_again(self) -> None:
         """Back from the attached view: the run may have another size; draw it again."""
@@ -720,13 +735,23 @@ class MainScreen(Screen[None]):
         # The filter is the box's value (this screen's); the app builds rows to match.
         self.qq.show_rows(event.value.strip())
 
-    @on(Input.Submitted, "#filter")
-    def _on_filter_submitted(self, event: Input.Submitted) -> None:
-        event.stop()
-        # Enter keeps the filter: the box stays open while it holds one, so it shows.
-        if not event.value:
-            self.query_one("#filter", Input).remove_class("-open")
-        self.query_one(RunTable).focus()
+    def action_submit_box(self) -> None:
+        """Enter in the filter keeps the filter (the box stays open while it holds one,
+        so it shows); in the input line it sends the line. The focus is the table's at
+        once; what the box does waits for the keys typed before Enter, which are still
+        in the box's own queue (`call_later` runs after them)."""
+        box = self.query_one("#filter", Input)
+        if box.has_focus:
+
+            def close_if_empty() -> None:
+                if not box.value:
+                    box.remove_class("-open")
+
+            box.call_later(close_if_empty)
+        else:
+            line = self.query_one(SendLine)
+            line.call_later(line.submit)
+        self.set_focus(self.query_one(RunTable))
 
     # -- one process of the tree ----------------------------------------------------
 

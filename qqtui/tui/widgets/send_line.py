@@ -55,9 +55,13 @@ class SendLine(Input):
         self.remove_class("-open")
         self.post_message(self.Closed())
 
+    def submit(self) -> None:
+        """Send the line (the screen's Enter, so the next key is the table's at once)."""
+        if self.run_id is not None:
+            self.post_message(self.Requested(self.run_id, self.value.encode() + b"\r"))
+        self._close()
+
     @on(Input.Submitted)
     def _on_submitted(self, event: Input.Submitted) -> None:
         event.stop()
-        if self.run_id is not None:
-            self.post_message(self.Requested(self.run_id, event.value.encode() + b"\r"))
-        self._close()
+        self.submit()
