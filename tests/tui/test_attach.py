@@ -480,7 +480,7 @@ async def test_quitting_the_app_while_attached_leaves_the_run_alone(
 RAW_READER = (
     "import os, sys, tty\n"
     "tty.setraw(0)\n"
-    "os.write(1, b'\\x1b[?1000h\\x1b[?1006h\\x1b[?2004h\\x1b[?1hmodes on\\r\\n')\n"
+    "os.write(1, b'\\x1b[?1002h\\x1b[?1006h\\x1b[?2004h\\x1b[?1hmodes on\\r\\n')\n"
     "while True:\n"
     "    data = os.read(0, 1024)\n"
     "    os.write(1, repr(data).encode() + b'\\r\\n')\n"
@@ -509,6 +509,14 @@ async def test_paste_mouse_and_app_cursor_keys_reach_the_run_as_it_asked(
         await wait_until(pilot, lambda: r"b'\x1bOA'" in screen_text(app))
         await pilot.click(TerminalView, offset=(4, 2))
         await wait_until(pilot, lambda: r"\x1b[<0;5;3M" in screen_text(app), what="the click")
+        # A drag (1002): motion with the button held is reported, motion without is not.
+        await pilot.hover(TerminalView, offset=(9, 3))
+        await pilot.mouse_down(TerminalView, offset=(6, 2))
+        await pilot.hover(TerminalView, offset=(7, 2))
+        await wait_until(pilot, lambda: r"\x1b[<32;8;3M" in screen_text(app), what="the drag")
+        await pilot.mouse_up(TerminalView, offset=(7, 2))
+        await wait_until(pilot, lambda: r"\x1b[<0;8;3m" in screen_text(app), what="the release")
+        assert r"\x1b[<35;10;4M" not in screen_text(app), "no motion without a button"
         await pilot.press("q")
         await wait_until(pilot, lambda: screen.ended is not None)
 

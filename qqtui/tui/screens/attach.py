@@ -35,6 +35,7 @@ DEFAULT_DETACH_KEY = "ctrl+]"
 READ_TIMEOUT_S = 0.25
 # Mouse reporting modes a program may turn on, and SGR encoding (1006).
 _MOUSE_MODES = (1000, 1002, 1003)
+_DRAG_MOTION, _ANY_MOTION = 1002, 1003
 _SGR_MOUSE = 1006
 
 
@@ -92,6 +93,7 @@ class AttachScreen(Screen[None]):
         self.you_write: bool = connection.you_write
         self.ended: str | None = None
         """Set when the run ended (or the connection closed): any key then detaches."""
+        self._buttons_down: set[int] = set()  # for drag reports (mode 1002)
 
     def compose(self) -> ComposeResult:
         conn = self.connection
@@ -248,6 +250,10 @@ class AttachScreen(Screen[None]):
         modes = self.terminal.terminal.mode
         if not any(mode << 5 in modes for mode in _MOUSE_MODES):
             return
+        self._report_mouse(event, button, release)
+
+    def _report_mouse(self, event: events.MouseEvent, button: int, release: bool) -> None:
+        modes = self.terminal.terminal.mode
         offset = event.get_content_offset(self.terminal)
         if offset is None:
             return
@@ -259,10 +265,23 @@ class AttachScreen(Screen[None]):
             self._send(bytes([0x1B, 0x5B, 0x4D, 32 + code, 32 + x, 32 + y]))
 
     def on_mouse_down(self, event: events.MouseDown) -> None:
-        self._mouse(event, max(0, (event.button or 1) - 1))
+        button = max(0, (event.button or 1) - 1)
+        self._buttons_down.add(button)
+        self._mouse(event, button)
 
     def on_mouse_up(self, event: events.MouseUp) -> None:
-        self._mouse(event, max(0, (event.button or 1) - 1), release=True)
+        button = max(0, (event.button or 1) - 1)
+        self._buttons_down.discard(button)
+        self._mouse(event, button, release=True)
+
+    def on_mouse_move(self, event: events.MouseMove) -> None:
+        """Motion, as the program asked: with a button held (1002, a drag), or any
+        (1003, hover). Motion is the button's code plus 32; 3 is "no button"."""
+        event.stop()
+        modes = self.terminal.terminal.mode
+        held = min(self._buttons_down) if self._buttons_down else None
+        if _ANY_MOTION << 5 in modes or (held is not None and _DRAG_MOTION << 5 in modes):
+            self._report_mouse(event, 32 + (3 if held is None else held), False)
 
     def on_mouse_scroll_up(self, event: events.MouseScrollUp) -> None:
         self._mouse(event, 64)
