@@ -35,6 +35,7 @@ from qqtui.tui.widgets.remote_output import RemoteOutputView
 from qqtui.tui.widgets.run_table import HOST_PREFIX, RunTable, split_host_filter
 from qqtui.tui.widgets.send_line import SendLine
 from qqtui.tui.widgets.terminal_view import TerminalView
+from qqtui.tui.widgets.text_box import TextBox
 
 if TYPE_CHECKING:
     from qqtui.tui.app import QqApp
@@ -164,17 +165,6 @@ class MainScreen(Screen[None]):
             priority=True,  # as "/": the answer typed right after "i" is the box's
         ),
         Binding(
-            "enter",
-            "submit_box",
-            "Apply",
-            show=False,
-            tooltip="Apply the filter, or send the input line, and go back to the table",
-            id="main.submit_box",
-            # Priority, as "/": the keys typed right after Enter are the table's, so the
-            # focus must be back on it before they are handed out.
-            priority=True,
-        ),
-        Binding(
             "escape",
             "close_filter",
             "Clear filter",
@@ -202,7 +192,7 @@ class MainScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield CountsHeader(self.qq.location, id="counts")
         yield Static(id="db-banner", markup=False)
-        yield Input(
+        yield TextBox(
             placeholder="filter: words, statuses (running hung failed done …), host:NAME"
             " · enter: apply · esc: close",
             id="filter",
@@ -470,9 +460,6 @@ class MainScreen(Screen[None]):
         if applies is None:
             if action == "close_filter":
                 return self.query_one("#filter", Input).has_focus or None
-            if action == "submit_box":
-                boxes = (self.query_one("#filter", Input), self.query_one(SendLine))
-                return any(box.has_focus for box in boxes) or None
             return True
         if action in ("follow", "search") and self.query_one("#bottom").has_class("-remote"):
             return None
@@ -736,9 +723,9 @@ class MainScreen(Screen[None]):
         self.qq.show_rows(event.value.strip())
 
     def action_submit_box(self) -> None:
-        """Enter in the filter keeps the filter (the box stays open while it holds one,
-        so it shows); in the input line it sends the line. The focus is the table's at
-        once; what the box does waits for the keys typed before Enter, which are still
+        """Enter in a TextBox. In the filter it keeps the filter (the box stays open
+        while it holds one, so it shows); in the input line it sends the line. The
+        focus is the table's at once; what the box does waits for the keys typed before Enter, which are still
         in the box's own queue (`call_later` runs after them)."""
         box = self.query_one("#filter", Input)
         if box.has_focus:

@@ -8,18 +8,18 @@ Enter is pressed: the answer typed for run 5's question must never reach run 6.
 
 from __future__ import annotations
 
-from textual import on
 from textual.binding import Binding, BindingType
 from textual.message import Message
-from textual.widgets import Input
+
+from qqtui.tui.widgets.text_box import TextBox
 
 
-class SendLine(Input):
+class SendLine(TextBox):
     """The text to send to one run (`open_for`); posts Requested, or Closed."""
 
     BINDINGS: list[BindingType] = [
         Binding("escape", "close", "Close", show=False, id="send_line.close"),
-    ]
+    ]  # and TextBox's Enter: the screen sends the line (`submit`)
 
     class Requested(Message):
         """Send `data` to run `run_id`'s terminal."""
@@ -60,8 +60,3 @@ class SendLine(Input):
         if self.run_id is not None:
             self.post_message(self.Requested(self.run_id, self.value.encode() + b"\r"))
         self._close()
-
-    @on(Input.Submitted)
-    def _on_submitted(self, event: Input.Submitted) -> None:
-        event.stop()
-        self.submit()
