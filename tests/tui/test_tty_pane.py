@@ -88,8 +88,11 @@ async def test_a_tty_runs_pane_shows_its_screen_then_its_final_screen(
         strip = view._line_strip(len(screen.history.top) + 2, cursor=False)
         styles = [seg.style for seg in strip if "RED" in seg.text]
         assert styles and styles[0].color == Color.parse("red") and styles[0].bold
+        assert "a attaches" in str(view.border_subtitle)
         await wait_until(pilot, lambda: run_status(tui_settings.db_url, run_id) is Status.SUCCEEDED)
         await wait_until(pilot, lambda: "after the program" in terminal_text(view))
+        # Ended: nothing to attach to, and the pane says what it shows.
+        await wait_until(pilot, lambda: "succeeded: its last screen" in str(view.border_subtitle))
         text = terminal_text(view)
         assert "before the program" in text and "RED TITLE" not in text, "main screen is back"
 

@@ -372,7 +372,10 @@ class MainScreen(Screen[None]):
             cols, rows = _record_size(run)
             terminal.follow_log(path, cols, rows, live_size=self._live_size_of(run))
             path = None
-            subtitle = f"terminal {cols}x{rows} · a attaches"
+            if run.status is Status.RUNNING:
+                subtitle = f"terminal {cols}x{rows} · a attaches · i types"
+            else:
+                subtitle = f"terminal {cols}x{rows} · {run.status.value}: its last screen"
             if terminal.border_subtitle != subtitle:
                 terminal.border_subtitle = subtitle
         elif terminal.log_path is not None:
