@@ -234,15 +234,15 @@ class MainScreen(Screen[None]):
         if top is self or isinstance(top, ModalScreen):
             return
         self._covered = True
-        self.query_one(TerminalView).pause_following()
-        self.query_one(OutputView).pause_following()
+        self.query_one(TerminalView).pause_watching_log()
+        self.query_one(OutputView).pause_watching_log()
 
     def on_screen_resume(self, event: events.ScreenResume) -> None:
         if not self._covered:
             return
         self._covered = False
-        self.query_one(TerminalView).resume_following()
-        self.query_one(OutputView).resume_following()
+        self.query_one(TerminalView).resume_watching_log()
+        self.query_one(OutputView).resume_watching_log()
         if self.ready and self.qq.last_poll is not None:
             self.show_poll(self.qq.last_poll)
 

@@ -324,12 +324,12 @@ class OutputView(FollowsBottom, ScrollOnlyGrowth, ScrollView, can_focus=True):
             self._update_virtual_size()
             self.scroll_to(0, 0, animate=False, immediate=True, force=True)
 
-    def pause_following(self) -> None:
+    def pause_watching_log(self) -> None:
         """Stop watching the log while nobody sees this view (a full screen is on top)."""
         if self._poll_timer is not None:
             self._poll_timer.pause()
 
-    def resume_following(self) -> None:
+    def resume_watching_log(self) -> None:
         """Watch the log again, and show what it gained meanwhile at once."""
         if self._poll_timer is not None and self._index is not None:
             self._poll_timer.resume()

@@ -47,9 +47,6 @@ class SendLine(TextBox):
         self.add_class("-open")
 
     def action_close(self) -> None:
-        self._close()
-
-    def _close(self) -> None:
         self.run_id = None
         self.value = ""
         self.remove_class("-open")
@@ -59,4 +56,4 @@ class SendLine(TextBox):
         """Send the line (the screen's Enter, so the next key is the table's at once)."""
         if self.run_id is not None:
             self.post_message(self.Requested(self.run_id, self.value.encode() + b"\r"))
-        self._close()
+        self.action_close()

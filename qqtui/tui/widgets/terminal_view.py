@@ -426,12 +426,12 @@ class TerminalView(FollowsBottom, ScrollOnlyGrowth, ScrollView, can_focus=True):
             self._log_timer.resume()
         self.post_message(self.Loaded(self, self._log))
 
-    def pause_following(self) -> None:
+    def pause_watching_log(self) -> None:
         """Stop reading the log while nobody sees this view (a full screen is on top)."""
         if self._log_timer is not None:
             self._log_timer.pause()
 
-    def resume_following(self) -> None:
+    def resume_watching_log(self) -> None:
         """Read the log again from where it was left, at once."""
         if self._log_timer is not None and self._log is not None and not self._loading:
             self._log_timer.resume()
